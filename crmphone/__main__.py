@@ -1,0 +1,5 @@
+"""``python -m crmphone`` runs the ``crmphone`` command."""
+
+from crmphone.cli import main
+
+main()

@@ -1,0 +1,354 @@
+"""The ``crmphone`` command: thin wrappers that parse options and call the library.
+
+Exit codes: 0 success, 1 a runtime failure (the platform refused, the network failed), 2 bad usage or
+configuration (click's own convention), 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import click
+
+from crmphone.errors import AuthenticationError, CrmphoneError, UsageError
+from crmphone.notifications import ChannelSettings, CloseDiagnosis, NotificationStream, Resync
+
+__all__ = ["main"]
+
+DEMO_CLIENT_ID = "demo-client"
+DEMO_CLIENT_SECRET = "demo-secret"  # noqa: S105 - the sandbox's published demo credential
+
+
+def _configure_logging(verbose: int) -> None:
+    level = logging.WARNING - 10 * min(verbose, 2)
+    logging.basicConfig(
+        level=level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="crmphone")
+def main() -> None:
+    """crmphone: platform events and a persistent phone connection, delivered into your CRM."""
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8765, show_default=True, type=click.IntRange(0, 65535))
+@click.option(
+    "--heartbeat-interval", default=30.0, show_default=True, type=click.FloatRange(min=0.01)
+)
+@click.option(
+    "--calls-per-minute",
+    default=0.0,
+    show_default=True,
+    type=click.FloatRange(min=0),
+    help="Generate inbound calls at this average rate.",
+)
+@click.option("--agents", default=5, show_default=True, type=click.IntRange(1, 10_000))
+@click.option("-v", "--verbose", count=True, help="More logging on stderr (-v, -vv).")
+def sandbox(
+    host: str,
+    port: int,
+    heartbeat_interval: float,
+    calls_per_minute: float,
+    agents: int,
+    verbose: int,
+) -> None:
+    """Run the local sandbox platform (Genesys Cloud's REST and notification protocol).
+
+    Login and API are served on the one port. Credentials: CRMPHONE_CLIENT_ID and
+    CRMPHONE_CLIENT_SECRET when set, otherwise the demo ones (printed).
+    """
+    from crmphone.sandbox import SandboxConfig, SandboxServer, serve
+
+    _configure_logging(verbose)
+    client_id = os.environ.get("CRMPHONE_CLIENT_ID") or DEMO_CLIENT_ID
+    secret_from_env = bool(os.environ.get("CRMPHONE_CLIENT_SECRET"))
+    client_secret = os.environ.get("CRMPHONE_CLIENT_SECRET") or DEMO_CLIENT_SECRET
+    config = SandboxConfig(
+        client_id=client_id,
+        client_secret=client_secret,
+        heartbeat_interval=heartbeat_interval,
+        calls_per_minute=calls_per_minute,
+        agents=agents,
+    )
+
+    def on_ready(server: SandboxServer) -> None:
+        base_url = server.base_url
+        agent_ids = [agent.id for agent in server.sandbox.agents]
+        secret_shown = "(from CRMPHONE_CLIENT_SECRET)" if secret_from_env else client_secret
+        click.echo(f"crmphone sandbox listening on {base_url}")
+        click.echo(f"  login and API base: {base_url}")
+        click.echo(f"  client id:          {client_id}")
+        click.echo(f"  client secret:      {secret_shown}")
+        click.echo(f"  agents:             {', '.join(agent_ids)}")
+        first = agent_ids[0] if agent_ids else "<agent-id>"
+        click.echo(
+            "  try: crmphone events "
+            f"--api-base {base_url} --login-base {base_url} "
+            f"--topic v2.users.{first}.conversations.calls --explain"
+        )
+        click.echo("Ctrl-C stops it.")
+
+    try:
+        asyncio.run(serve(config, host=host, port=port, on_ready=on_ready))
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except CrmphoneError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+def _compact(event_topic: str, event_body: Any) -> str:
+    return json.dumps(
+        {"topicName": event_topic, "eventBody": event_body},
+        separators=(",", ":"),
+        ensure_ascii=False,
+    )
+
+
+@main.command()
+@click.option("--api-base", help="Platform API base URL, e.g. https://api.mypurecloud.com.")
+@click.option("--login-base", help="Platform login base URL, e.g. https://login.mypurecloud.com.")
+@click.option("--region", help="Region shorthand instead of the two bases, e.g. mypurecloud.de.")
+@click.option(
+    "--client-id", envvar="CRMPHONE_CLIENT_ID", help="OAuth client id [CRMPHONE_CLIENT_ID]."
+)
+@click.option(
+    "--client-secret",
+    envvar="CRMPHONE_CLIENT_SECRET",
+    help="OAuth client secret [CRMPHONE_CLIENT_SECRET]; prefer the environment variable.",
+)
+@click.option("--topic", "topics", multiple=True, required=True, help="A topic to follow (repeat).")
+@click.option("--heartbeat-timeout", default=35.0, show_default=True, type=click.FloatRange(0.01))
+@click.option("--pong-timeout", default=5.0, show_default=True, type=click.FloatRange(0.01))
+@click.option("--explain", is_flag=True, help="Print a full diagnosis of every close on stderr.")
+@click.option(
+    "--duration",
+    type=click.FloatRange(min=0),
+    help="Stop after this many seconds (default: never).",
+)
+@click.option("-v", "--verbose", count=True, help="More logging on stderr (-v, -vv).")
+def events(
+    api_base: str | None,
+    login_base: str | None,
+    region: str | None,
+    client_id: str | None,
+    client_secret: str | None,
+    topics: tuple[str, ...],
+    heartbeat_timeout: float,
+    pong_timeout: float,
+    explain: bool,
+    duration: float | None,
+    verbose: int,
+) -> None:
+    """Print every event of the given topics as one JSON line on stdout (diagnostics on stderr).
+
+    Runs until interrupted (or --duration). Every channel close is explained on stderr: its code
+    and reason, the last heartbeat's age, the token's age, and the most likely cause.
+    """
+    from crmphone.platform import resolve_region
+
+    _configure_logging(verbose)
+    if region:
+        api_base, login_base = resolve_region(region)
+    if not api_base or not login_base:
+        raise click.UsageError("give --api-base and --login-base, or --region")
+    if not client_id or not client_secret:
+        raise click.UsageError(
+            "no OAuth client credentials: set CRMPHONE_CLIENT_ID and CRMPHONE_CLIENT_SECRET"
+        )
+    settings = ChannelSettings(heartbeat_timeout=heartbeat_timeout, pong_timeout=pong_timeout)
+    try:
+        asyncio.run(
+            _follow(
+                api_base=api_base,
+                login_base=login_base,
+                client_id=client_id,
+                client_secret=client_secret,
+                topics=topics,
+                settings=settings,
+                explain=explain,
+                duration=duration,
+            )
+        )
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except AuthenticationError as exc:
+        click.echo(f"crmphone events: bad credentials: {exc}", err=True)
+        sys.exit(1)
+    except UsageError as exc:
+        click.echo(f"crmphone events: {exc}", err=True)
+        sys.exit(2)
+    except CrmphoneError as exc:
+        click.echo(f"crmphone events: {exc}", err=True)
+        sys.exit(1)
+
+
+async def _follow(
+    *,
+    api_base: str,
+    login_base: str,
+    client_id: str,
+    client_secret: str,
+    topics: Sequence[str],
+    settings: ChannelSettings,
+    explain: bool,
+    duration: float | None,
+) -> None:
+    from crmphone.platform import ClientCredentials, PlatformClient
+
+    def on_close(diagnosis: CloseDiagnosis) -> None:
+        if explain:
+            click.echo(diagnosis.render(), err=True)
+        else:
+            click.echo(f"channel closed: {diagnosis.one_line()}", err=True)
+
+    def on_resync(resync: Resync) -> None:
+        gap = resync.gap
+        what = f"after a gap of {gap.total_seconds():.1f} s" if gap else "without a gap"
+        click.echo(f"channel {resync.channel_id} live again {what}", err=True)
+
+    tokens = ClientCredentials(
+        login_base=login_base, client_id=client_id, client_secret=client_secret
+    )
+    async with PlatformClient(api_base=api_base, tokens=tokens) as client:
+        await tokens.token()  # fail fast, with a clear message, on bad credentials
+        stream = NotificationStream(
+            client, topics, settings=settings, on_close=on_close, on_resync=on_resync
+        )
+        async with stream:
+            click.echo(
+                f"following {len(stream.topics)} topic(s) on {len(stream.plan)} channel(s)",
+                err=True,
+            )
+            out = sys.stdout
+            deadline = asyncio.timeout(duration)
+            try:
+                async with deadline:
+                    async for event in stream:
+                        out.write(_compact(event.topic_name, event.event_body) + "\n")
+                        out.flush()
+            except TimeoutError:
+                if not deadline.expired():
+                    raise
+        if explain:
+            stats = stream.stats
+            click.echo(
+                f"events {stats.events}, duplicates dropped {stats.duplicates_dropped}, "
+                f"malformed {stats.malformed}, reconnects {stats.reconnects}, "
+                f"rollovers {stats.rollovers}",
+                err=True,
+            )
+
+
+@main.command()
+@click.option("--calls", default=3, show_default=True, type=click.IntRange(1, 1000))
+@click.option(
+    "--duration",
+    default=20.0,
+    show_default=True,
+    type=click.FloatRange(min=1),
+    help="Stop after this many seconds at the latest.",
+)
+@click.option("-v", "--verbose", count=True, help="More logging on stderr (-v, -vv).")
+def demo(calls: int, duration: float, verbose: int) -> None:
+    """Run the sandbox, place calls, and stream their events with `crmphone events`; then stop.
+
+    Needs no account: everything runs on 127.0.0.1. Events are printed as JSON lines on stdout
+    (one per platform event, exactly as `crmphone events` prints them); progress on stderr.
+    """
+    _configure_logging(verbose)
+    try:
+        code = asyncio.run(_demo(calls=calls, duration=duration, verbose=verbose))
+    except KeyboardInterrupt:
+        sys.exit(130)
+    sys.exit(code)
+
+
+async def _demo(*, calls: int, duration: float, verbose: int) -> int:
+    from crmphone.sandbox import SandboxConfig, SandboxServer
+
+    config = SandboxConfig(
+        client_id=DEMO_CLIENT_ID,
+        client_secret=DEMO_CLIENT_SECRET,
+        heartbeat_interval=5.0,
+        agents=3,
+        ring_seconds=1.0,
+        talk_seconds=2.0,
+        wrapup_seconds=0.5,
+    )
+    async with SandboxServer(config, host="127.0.0.1", port=0) as server:
+        agents = server.sandbox.agents
+        click.echo(f"sandbox platform on {server.base_url} with {len(agents)} agents", err=True)
+        command = [
+            sys.executable,
+            "-m",
+            "crmphone",
+            "events",
+            "--api-base",
+            server.base_url,
+            "--login-base",
+            server.base_url,
+            "--duration",
+            f"{duration:g}",
+            "--explain",
+            *[
+                arg
+                for agent in agents
+                for arg in ("--topic", f"v2.users.{agent.id}.conversations.calls")
+            ],
+        ]
+        environment = dict(
+            os.environ, CRMPHONE_CLIENT_ID=DEMO_CLIENT_ID, CRMPHONE_CLIENT_SECRET=DEMO_CLIENT_SECRET
+        )
+        events = await asyncio.create_subprocess_exec(
+            *command, env=environment, stdout=asyncio.subprocess.PIPE
+        )
+        assert events.stdout is not None
+        seen = 0
+        ended: set[str] = set()
+        placed: list[str] = []
+
+        async def place_calls() -> None:
+            await asyncio.sleep(1.5)  # let `crmphone events` subscribe first
+            for number in range(calls):
+                agent = agents[number % len(agents)]
+                conversation_id = await server.sandbox.calls.place_inbound(agent.id)
+                placed.append(conversation_id)
+                click.echo(f"placed call {conversation_id} to {agent.name}", err=True)
+                await asyncio.sleep(1.0)
+
+        placing = asyncio.create_task(place_calls())
+        try:
+            async with asyncio.timeout(duration + 5):
+                while line := await events.stdout.readline():
+                    sys.stdout.write(line.decode())
+                    sys.stdout.flush()
+                    seen += 1
+                    event = json.loads(line)
+                    body = event.get("eventBody") or {}
+                    # A call's last event carries the agent's wrap-up, after `terminated`.
+                    if any("wrapup" in p for p in body.get("participants", [])):
+                        ended.add(body.get("id", ""))
+                    if placing.done() and set(placed) <= ended:
+                        break
+        except TimeoutError:
+            click.echo("the demo ran out of time before every call ended", err=True)
+        finally:
+            placing.cancel()
+            if events.returncode is None:
+                events.terminate()
+            await events.wait()
+        click.echo(
+            f"done: {len(placed)} call(s) placed, {len(ended & set(placed))} ended, "
+            f"{seen} event(s) streamed by `crmphone events`",
+            err=True,
+        )
+        return 0 if placed and set(placed) <= ended else 1

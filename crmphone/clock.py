@@ -1,0 +1,63 @@
+"""Time as a parameter.
+
+Sans-I/O cores take plain ``now`` floats (seconds, monotonic) in their methods. The I/O layers that
+drive them take a :class:`Clock`, so tests can substitute :class:`ManualClock` and run a 24-hour
+channel expiry in microseconds.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Protocol
+
+import attrs
+
+__all__ = ["Clock", "ManualClock", "SystemClock"]
+
+
+class Clock(Protocol):
+    """A source of time: monotonic seconds for timers, aware UTC datetimes for the wall."""
+
+    def monotonic(self) -> float:
+        """Seconds on a clock that never goes backwards (for timeouts and ages)."""
+        ...
+
+    def wall(self) -> datetime:
+        """The current wall-clock time, timezone-aware UTC (for comparing with platform dates)."""
+        ...
+
+
+class SystemClock:
+    """The real clock."""
+
+    def monotonic(self) -> float:
+        """See :meth:`Clock.monotonic`."""
+        return time.monotonic()
+
+    def wall(self) -> datetime:
+        """See :meth:`Clock.wall`."""
+        return datetime.now(UTC)
+
+
+@attrs.define
+class ManualClock:
+    """A clock that moves only when told to; monotonic and wall time advance together."""
+
+    mono: float = 1000.0
+    start_wall: datetime = attrs.field(factory=lambda: datetime(2026, 1, 1, tzinfo=UTC))
+    _elapsed: float = 0.0
+
+    def monotonic(self) -> float:
+        """See :meth:`Clock.monotonic`."""
+        return self.mono + self._elapsed
+
+    def wall(self) -> datetime:
+        """See :meth:`Clock.wall`."""
+        return self.start_wall + timedelta(seconds=self._elapsed)
+
+    def advance(self, seconds: float) -> None:
+        """Move both clocks forward by ``seconds`` (never backwards)."""
+        if seconds < 0:
+            raise ValueError("a ManualClock only moves forward")
+        self._elapsed += seconds

@@ -1,0 +1,529 @@
+"""The Genesys Cloud REST client: the calls crmphone makes, as async methods returning values.
+
+:class:`PlatformClient` covers notification channels and their subscriptions, call conversations,
+and the users and stations an agent needs. Every request goes through one private method that adds
+the bearer token, retries what :class:`~crmphone.platform.retry.RetryPolicy` allows, refreshes the
+token once on a 401, and maps every failure to a :mod:`crmphone.errors` exception whose message says
+which request failed, what the platform said, and what to do about it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from importlib import metadata
+from types import TracebackType
+from typing import Any, Self, TypeVar
+from urllib.parse import quote, urlsplit
+
+import httpx
+
+from crmphone.clock import Clock, SystemClock
+from crmphone.errors import (
+    AuthenticationError,
+    BadRequestError,
+    ConfigError,
+    InvalidStateError,
+    NotFoundError,
+    PermissionDeniedError,
+    PlatformError,
+    RateLimitedError,
+    ServerError,
+    UsageError,
+)
+
+from ._http import Sleep, read_json, send_with_retries
+from .auth import TokenProvider
+from .models import CallConversation, Channel, Station, TopicSubscription, User
+from .retry import RetryPolicy, parse_retry_after
+
+__all__ = ["PlatformClient"]
+
+logger = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
+
+_CHANNELS = "/api/v2/notifications/channels"
+# A page of /api/v2/users: Genesys Cloud allows up to 500; 100 keeps responses small.
+_USERS_PAGE_SIZE = 100
+# A server that ignores pageNumber would otherwise be paged forever.
+_MAX_PAGES = 10_000
+
+
+def _default_user_agent() -> str:
+    try:
+        version = metadata.version("crmphone")
+    except metadata.PackageNotFoundError:
+        version = "dev"
+    return f"crmphone/{version} (+httpx/{httpx.__version__})"
+
+
+def _segment(name: str, value: str) -> str:
+    """``value`` quoted as one path segment; refuses empty or non-string ids (local misuse)."""
+    if not isinstance(value, str) or not value:
+        raise UsageError(f"{name} must be a non-empty string, got {value!r}")
+    return quote(value, safe="")
+
+
+def _topic_list(topics: Iterable[str]) -> list[dict[str, str]]:
+    if isinstance(topics, str | bytes):
+        # A lone string is iterable too; subscribing to its characters is never what was meant.
+        raise UsageError("topics must be a collection of topic names, not a single string")
+    body = []
+    for topic in topics:
+        if not isinstance(topic, str) or not topic:
+            raise UsageError(f"every topic must be a non-empty string, got {topic!r}")
+        body.append({"id": topic})
+    return body
+
+
+class PlatformClient:
+    """An async client for the platform's REST API; use one per token (per agent or integration).
+
+    Use it as an async context manager, or call :meth:`aclose` when done. ``api_base`` is the
+    region's API URL (see :func:`~crmphone.platform.resolve_region`); ``tokens`` supplies access
+    tokens. Pass ``http`` to share an ``httpx.AsyncClient`` (its TLS settings, proxies and limits
+    apply and it is not closed here); otherwise the client makes its own, with TLS verification
+    on. ``timeout`` bounds each attempt; ``retry`` says how failures are retried; ``sleep``,
+    ``rng`` and ``clock`` are injectable so tests run retries instantly and deterministically.
+    """
+
+    def __init__(
+        self,
+        *,
+        api_base: str,
+        tokens: TokenProvider,
+        http: httpx.AsyncClient | None = None,
+        retry: RetryPolicy | None = None,
+        timeout: float = 10.0,
+        sleep: Sleep = asyncio.sleep,
+        rng: random.Random | None = None,
+        user_agent: str | None = None,
+        clock: Clock | None = None,
+    ) -> None:
+        parts = urlsplit(api_base) if isinstance(api_base, str) else None
+        if parts is None or parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ConfigError(
+                f"{api_base!r} is not an http(s) URL; use resolve_region() to build it",
+                key="platform.api_base",
+            )
+        if timeout <= 0:
+            raise ConfigError(f"must be positive, got {timeout!r}", key="platform.timeout")
+        self._api_base = api_base.rstrip("/")
+        self._tokens = tokens
+        self._owns_http = http is None
+        self._http = http if http is not None else httpx.AsyncClient()
+        self._retry = retry if retry is not None else RetryPolicy()
+        self._timeout = timeout
+        self._sleep = sleep
+        self._rng = rng if rng is not None else random.Random()
+        self._user_agent = user_agent if user_agent is not None else _default_user_agent()
+        self._clock = clock if clock is not None else SystemClock()
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"PlatformClient(api_base={self._api_base!r}, tokens={self._tokens!r})"
+
+    @property
+    def api_base(self) -> str:
+        """The API base URL requests go to (no trailing slash)."""
+        return self._api_base
+
+    @property
+    def tokens(self) -> TokenProvider:
+        """The token provider this client authenticates with."""
+        return self._tokens
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the HTTP client if this object created it; later requests raise."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._owns_http:
+            await self._http.aclose()
+
+    # -- notification channels -------------------------------------------------------------
+
+    async def create_channel(self) -> Channel:
+        """Create a notification channel (``POST /api/v2/notifications/channels``).
+
+        The platform keeps at most 20 channels per user and OAuth client; a 21st evicts the least
+        recently used. Open the WebSocket at the returned ``connect_uri`` with no further auth.
+        """
+        response = await self._request("POST", _CHANNELS)
+        return self._value(response, "POST", _CHANNELS, Channel.from_genesys)
+
+    async def list_channels(self) -> tuple[Channel, ...]:
+        """The channels this token's user or OAuth client owns (``GET …/channels``)."""
+        response = await self._request("GET", _CHANNELS)
+        return self._entities(response, "GET", _CHANNELS, Channel.from_genesys)
+
+    async def channel_exists(self, channel_id: str) -> bool:
+        """Whether ``channel_id`` is still alive (``HEAD …/channels/{id}``): 200 True, 404 False.
+
+        A cheap check before reconnecting to a remembered ``connect_uri``.
+        """
+        path = f"{_CHANNELS}/{_segment('channel_id', channel_id)}"
+        try:
+            await self._request("HEAD", path)
+        except NotFoundError:
+            return False
+        return True
+
+    async def put_subscriptions(
+        self, channel_id: str, topics: Iterable[str], ignore_errors: bool = False
+    ) -> tuple[TopicSubscription, ...]:
+        """Replace the channel's topics with ``topics`` (``PUT …/subscriptions``).
+
+        Use after every reconnect. With ``ignore_errors`` the platform subscribes what it can and
+        reports each topic's state (rejected ones with reason and missing permissions); without
+        it, one forbidden topic fails the whole request with
+        :class:`~crmphone.errors.PermissionDeniedError`.
+        """
+        return await self._subscribe("PUT", channel_id, topics, ignore_errors)
+
+    async def add_subscriptions(
+        self, channel_id: str, topics: Iterable[str], ignore_errors: bool = False
+    ) -> tuple[TopicSubscription, ...]:
+        """Add ``topics`` to the channel's subscriptions (``POST …/subscriptions``).
+
+        Returns the channel's whole subscription list as the platform reports it; see
+        :meth:`put_subscriptions` for ``ignore_errors``.
+        """
+        return await self._subscribe("POST", channel_id, topics, ignore_errors)
+
+    async def get_subscriptions(self, channel_id: str) -> tuple[TopicSubscription, ...]:
+        """The channel's current topics (``GET …/subscriptions``)."""
+        path = f"{_CHANNELS}/{_segment('channel_id', channel_id)}/subscriptions"
+        response = await self._request("GET", path)
+        return self._entities(response, "GET", path, TopicSubscription.from_genesys)
+
+    async def delete_subscriptions(self, channel_id: str) -> None:
+        """Remove every topic from the channel (``DELETE …/subscriptions``)."""
+        path = f"{_CHANNELS}/{_segment('channel_id', channel_id)}/subscriptions"
+        await self._request("DELETE", path)
+
+    async def _subscribe(
+        self, method: str, channel_id: str, topics: Iterable[str], ignore_errors: bool
+    ) -> tuple[TopicSubscription, ...]:
+        path = f"{_CHANNELS}/{_segment('channel_id', channel_id)}/subscriptions"
+        body = _topic_list(topics)
+        params = {"ignoreErrors": "true"} if ignore_errors else None
+        response = await self._request(method, path, json=body, params=params)
+        return self._entities(response, method, path, TopicSubscription.from_genesys)
+
+    # -- conversations ---------------------------------------------------------------------
+
+    async def get_call(self, conversation_id: str) -> CallConversation:
+        """The call's current state (``GET /api/v2/conversations/calls/{id}``).
+
+        The way to resynchronise after any gap in the notification stream, which has no replay.
+        """
+        path = f"/api/v2/conversations/calls/{_segment('conversation_id', conversation_id)}"
+        response = await self._request("GET", path)
+        return self._value(response, "GET", path, CallConversation.from_genesys)
+
+    async def patch_participant(
+        self,
+        conversation_id: str,
+        participant_id: str,
+        *,
+        state: str | None = None,
+        muted: bool | None = None,
+        held: bool | None = None,
+    ) -> None:
+        """Change a call participant: ``state="connected"`` answers, ``"disconnected"`` hangs up
+        or rejects; ``muted`` and ``held`` toggle mute and hold.
+
+        The platform acts asynchronously: the outcome arrives as conversation events.
+        """
+        body: dict[str, Any] = {}
+        if state is not None:
+            body["state"] = state
+        if muted is not None:
+            body["muted"] = muted
+        if held is not None:
+            body["held"] = held
+        if not body:
+            raise UsageError("patch_participant needs at least one of state, muted or held")
+        path = (
+            f"/api/v2/conversations/calls/{_segment('conversation_id', conversation_id)}"
+            f"/participants/{_segment('participant_id', participant_id)}"
+        )
+        await self._request("PATCH", path, json=body)
+
+    async def place_call(self, phone_number: str, *, queue_id: str | None = None) -> str:
+        """Dial ``phone_number`` as the token's user, optionally on behalf of ``queue_id``.
+
+        Returns the new conversation's id; its progress arrives as conversation events. A lost
+        connection is not retried (the call may already be ringing).
+        """
+        if not isinstance(phone_number, str) or not phone_number.strip():
+            raise UsageError(f"phone_number must be a non-empty string, got {phone_number!r}")
+        body: dict[str, Any] = {"phoneNumber": phone_number}
+        if queue_id is not None:
+            body["callFromQueueId"] = queue_id
+        path = "/api/v2/conversations/calls"
+        response = await self._request("POST", path, json=body)
+        data = read_json(response, f"POST {path}")
+        conversation_id = data.get("id") if isinstance(data, dict) else None
+        if not isinstance(conversation_id, str) or not conversation_id:
+            raise PlatformError(
+                f"POST {path}: the platform's answer has no conversation 'id'",
+                status=response.status_code,
+                correlation_id=response.headers.get("ININ-Correlation-Id"),
+            )
+        return conversation_id
+
+    # -- users and stations ----------------------------------------------------------------
+
+    async def list_users(self, *, page_size: int = _USERS_PAGE_SIZE) -> tuple[User, ...]:
+        """Every user of the organisation, following all pages of ``GET /api/v2/users``.
+
+        ``page_size`` (1 to 500) trades requests for response size; the default suits most
+        organisations.
+        """
+        if (
+            isinstance(page_size, bool)
+            or not isinstance(page_size, int)
+            or not 1 <= page_size <= 500
+        ):
+            raise UsageError(f"page_size must be an integer from 1 to 500, got {page_size!r}")
+        path = "/api/v2/users"
+        users: list[User] = []
+        page_number = 1
+        while page_number <= _MAX_PAGES:
+            params = {"pageSize": str(page_size), "pageNumber": str(page_number)}
+            response = await self._request("GET", path, params=params)
+            data = read_json(response, f"GET {path}")
+            page = self._entities_of(data, response, "GET", path, User.from_genesys)
+            users.extend(page)
+            if not page or self._last_page(data, page_number, len(users)):
+                break
+            page_number += 1
+        return tuple(users)
+
+    @staticmethod
+    def _last_page(data: Mapping[str, Any], page_number: int, collected: int) -> bool:
+        page_count = data.get("pageCount")
+        if isinstance(page_count, int) and not isinstance(page_count, bool):
+            return page_number >= page_count
+        total = data.get("total")
+        if isinstance(total, int) and not isinstance(total, bool):
+            return collected >= total
+        return False  # neither said: an empty page will end it
+
+    async def get_me(self) -> User:
+        """The token's own user with its station (``GET /api/v2/users/me?expand=station``).
+
+        Needs a user's token (:class:`~crmphone.platform.AuthorizationCode`); a client-credentials
+        token has no user and the platform answers 400.
+        """
+        path = "/api/v2/users/me"
+        try:
+            response = await self._request("GET", path, params={"expand": "station"})
+        except BadRequestError as exc:
+            raise BadRequestError(
+                f"{exc} Note: users/me needs a user's token (Authorization Code grant); a "
+                "client-credentials token has no user — use list_users() instead.",
+                status=exc.status,
+                code=exc.code,
+                correlation_id=exc.correlation_id,
+            ) from exc
+        return self._value(response, "GET", path, User.from_genesys)
+
+    async def get_station(self, station_id: str) -> Station:
+        """A station's settings (``GET /api/v2/stations/{id}``), e.g. persistent connection."""
+        path = f"/api/v2/stations/{_segment('station_id', station_id)}"
+        response = await self._request("GET", path)
+        return self._value(response, "GET", path, Station.from_genesys)
+
+    # -- the one request path --------------------------------------------------------------
+
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        json: Any = None,
+    ) -> httpx.Response:
+        """Send one API request with auth, retries and one token refresh; return a 2xx response.
+
+        Raises the :mod:`crmphone.errors` exception that fits the final status, or
+        :class:`~crmphone.errors.TransportError` when no response arrived.
+        """
+        if self._closed:
+            raise InvalidStateError("this PlatformClient is closed; create a new one")
+        url = f"{self._api_base}{path}"
+        token = await self._tokens.token()
+
+        async def send() -> httpx.Response:
+            headers = {
+                "Authorization": token.authorization,
+                "Accept": "application/json",
+                "User-Agent": self._user_agent,
+            }
+            return await self._http.request(
+                method, url, params=params, json=json, headers=headers, timeout=self._timeout
+            )
+
+        response, attempts = await self._send(send, method, path)
+        if response.status_code == 401:
+            logger.info("%s %s -> 401; refreshing the access token once", method, path)
+            await response.aclose()
+            token = await self._tokens.refresh()
+            response, attempts = await self._send(send, method, path)
+        if response.is_success:
+            return response
+        raise _error_for(response, method, path, attempts)
+
+    async def _send(
+        self, send: Callable[[], Awaitable[httpx.Response]], method: str, path: str
+    ) -> tuple[httpx.Response, int]:
+        return await send_with_retries(
+            send,
+            method=method,
+            path=path,
+            host=self._api_base,
+            policy=self._retry,
+            clock=self._clock,
+            sleep=self._sleep,
+            rng=self._rng,
+        )
+
+    def _value(
+        self, response: httpx.Response, method: str, path: str, build: Callable[[Any], _T]
+    ) -> _T:
+        return self._parse(response, method, path, build, read_json(response, f"{method} {path}"))
+
+    def _entities(
+        self, response: httpx.Response, method: str, path: str, build: Callable[[Any], _T]
+    ) -> tuple[_T, ...]:
+        data = read_json(response, f"{method} {path}")
+        return self._entities_of(data, response, method, path, build)
+
+    def _entities_of(
+        self,
+        data: Any,
+        response: httpx.Response,
+        method: str,
+        path: str,
+        build: Callable[[Any], _T],
+    ) -> tuple[_T, ...]:
+        entities = data.get("entities") if isinstance(data, dict) else None
+        if entities is None and isinstance(data, dict):
+            entities = []  # an empty listing may come without the key at all
+        if not isinstance(entities, list):
+            raise PlatformError(
+                f"{method} {path}: malformed answer from the platform: expected a JSON object "
+                "with an 'entities' array",
+                status=response.status_code,
+                correlation_id=response.headers.get("ININ-Correlation-Id"),
+            )
+        return tuple(self._parse(response, method, path, build, item) for item in entities)
+
+    @staticmethod
+    def _parse(
+        response: httpx.Response, method: str, path: str, build: Callable[[Any], _T], data: Any
+    ) -> _T:
+        try:
+            return build(data)
+        except PlatformError as exc:
+            raise PlatformError(
+                f"{method} {path}: {exc}",
+                status=response.status_code,
+                correlation_id=response.headers.get("ININ-Correlation-Id"),
+            ) from exc
+
+
+# What to do, per status, appended to every error message.
+_ADVICE = {
+    400: "The platform rejected the request as invalid; fix it rather than retrying it unchanged.",
+    401: "The access token was refused even after a refresh. Check that the OAuth client is "
+    "active, that CRMPHONE_CLIENT_ID/CRMPHONE_CLIENT_SECRET are right, and that the API and login "
+    "hosts belong to the same region; a signed-in agent may need to sign in again.",
+    403: "The OAuth client (or the signed-in user) lacks a permission for this request. Grant "
+    "the permission the platform names by giving the OAuth client (Admin > Integrations > OAuth > "
+    "Roles) or the user a role that has it; for subscriptions, ignore_errors=True shows which "
+    "topics are refused and why.",
+    404: "It does not exist (any more): check the id; channels expire after 24 h and "
+    "conversations end.",
+    429: "The platform's rate limit (300 requests/min per token) held after retrying; slow down "
+    "and wait the Retry-After interval before trying again.",
+}
+_SERVER_ADVICE = (
+    "The platform kept failing after retrying; try again later, and quote the correlation id to "
+    "the platform's support if it persists."
+)
+
+_ERROR_TYPES: dict[int, type[PlatformError]] = {
+    400: BadRequestError,
+    401: AuthenticationError,
+    403: PermissionDeniedError,
+    404: NotFoundError,
+    429: RateLimitedError,
+}
+
+
+def _error_for(response: httpx.Response, method: str, path: str, attempts: int) -> PlatformError:
+    """The crmphone error for a final non-2xx ``response`` to ``method path``."""
+    status = response.status_code
+    message, code, context_id = _genesys_error_body(response)
+    correlation_id = response.headers.get("ININ-Correlation-Id") or context_id
+    error_type = _ERROR_TYPES.get(status)
+    if error_type is None:
+        error_type = ServerError if status >= 500 else PlatformError
+    advice = _ADVICE.get(status, _SERVER_ADVICE if status >= 500 else "")
+    reason = response.reason_phrase or "error"
+    said = f": {message}" if message else ""
+    details = ", ".join(
+        part
+        for part in (
+            f"code {code}" if code else "",
+            f"correlation id {correlation_id}" if correlation_id else "",
+            f"after {attempts} attempts" if attempts > 1 else "",
+        )
+        if part
+    )
+    text = f"{method} {path} failed: {status} {reason}{said}"
+    if details:
+        text += f" ({details})"
+    text += "."
+    if advice:
+        text += f" {advice}"
+    retry_after = (
+        parse_retry_after(response.headers.get("Retry-After")) if status in (429, 503) else None
+    )
+    return error_type(
+        text, status=status, code=code, correlation_id=correlation_id, retry_after=retry_after
+    )
+
+
+def _genesys_error_body(response: httpx.Response) -> tuple[str | None, str | None, str | None]:
+    """``message``, ``code`` and ``contextId`` of a Genesys error body, when there is one."""
+    try:
+        body = response.json()
+    except ValueError:
+        return None, None, None
+    if not isinstance(body, dict):
+        return None, None, None
+
+    def text(key: str, limit: int) -> str | None:
+        value = body.get(key)
+        return value[:limit] if isinstance(value, str) and value else None
+
+    return text("message", 500), text("code", 100), text("contextId", 100)

@@ -1,0 +1,311 @@
+"""Running the sandbox on a real socket: in your event loop, in a thread, or forever.
+
+* :class:`SandboxServer` — ``async with SandboxServer(config) as server:`` binds (port 0 picks a
+  free port), serves on the current loop, exposes ``base_url``/``port``/``sandbox``.
+* :class:`SandboxThread` — the same in a background thread with its own loop, for synchronous
+  callers (the official Genesys SDK, benchmarks). ``invoke``/``run`` reach into that loop.
+* :func:`serve` — for the CLI: serve until cancelled.
+
+The server is uvicorn with one addition: its WebSocket protocol exposes each connection's TCP
+transport in the ASGI scope (:data:`~crmphone.sandbox.hub.TRANSPORT_EXTENSION`), which the
+``drop_tcp`` and ``silence`` faults need. uvicorn never installs signal handlers here; the
+embedding program owns Ctrl+C. Server-initiated WebSocket protocol pings are off: liveness is the
+platform's JSON heartbeat, as on Genesys Cloud.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import threading
+from collections.abc import Awaitable, Callable, Coroutine, Generator
+from types import TracebackType
+from typing import Any, Self, TypeVar, cast
+
+import uvicorn
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+from websockets.http11 import Request as HandshakeRequest
+
+from crmphone.clock import Clock
+from crmphone.errors import InvalidStateError, TransportError
+
+from .app import create_app
+from .config import SandboxConfig
+from .hub import TRANSPORT_EXTENSION, Sandbox
+
+__all__ = ["SandboxServer", "SandboxThread", "serve"]
+
+T = TypeVar("T")
+
+STARTUP_TIMEOUT = 10.0
+SHUTDOWN_TIMEOUT = 5
+
+
+class _TransportExposingProtocol(WebSocketsSansIOProtocol):
+    """uvicorn's sans-I/O WebSocket protocol, publishing its transport in the ASGI scope."""
+
+    def handle_connect(self, event: HandshakeRequest) -> None:
+        super().handle_connect(event)
+        scope = cast(dict[str, Any] | None, getattr(self, "scope", None))
+        if scope is not None:
+            # The ASGI task was created but has not run yet: it will see the extension.
+            extensions = scope.setdefault("extensions", {})
+            extensions[TRANSPORT_EXTENSION] = self.transport
+
+
+class _EmbeddedServer(uvicorn.Server):
+    """A uvicorn server that leaves signal handling to its host and stops without polling."""
+
+    def __init__(self, config: uvicorn.Config) -> None:
+        super().__init__(config)
+        self._exit_requested = asyncio.Event()
+
+    def request_exit(self) -> None:
+        """Begin a graceful shutdown now (uvicorn itself would notice within 0.1 s)."""
+        self.should_exit = True
+        self._exit_requested.set()
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        yield
+
+    async def main_loop(self) -> None:
+        counter = 0
+        while not await self.on_tick(counter):
+            counter = (counter + 10) % 864000  # on_tick refreshes the Date header every 10 ticks
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(1.0):
+                    await self._exit_requested.wait()
+
+
+class SandboxServer:
+    """The sandbox platform on a real loopback socket, served on the running event loop.
+
+    ``async with SandboxServer(config, host="127.0.0.1", port=0) as server`` binds, starts the
+    sandbox and the server, and on exit stops both (open WebSockets get close code 1012).
+    """
+
+    def __init__(
+        self,
+        config: SandboxConfig | None = None,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        clock: Clock | None = None,
+    ) -> None:
+        self.config = config if config is not None else SandboxConfig()
+        self.host = host
+        self._requested_port = port
+        self._clock = clock
+        self._sandbox: Sandbox | None = None
+        self._server: _EmbeddedServer | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._port: int | None = None
+
+    @property
+    def sandbox(self) -> Sandbox:
+        """The running sandbox (world, calls, faults, ledger)."""
+        if self._sandbox is None:
+            raise InvalidStateError("the sandbox server is not running (use `async with`)")
+        return self._sandbox
+
+    @property
+    def port(self) -> int:
+        """The bound TCP port."""
+        if self._port is None:
+            raise InvalidStateError("the sandbox server is not running (use `async with`)")
+        return self._port
+
+    @property
+    def base_url(self) -> str:
+        """``http://host:port``: login and API base alike."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    async def __aenter__(self) -> Self:
+        sandbox = Sandbox(self.config, self._clock)
+        listener = _bind(self.host, self._requested_port)
+        uvicorn_config = uvicorn.Config(
+            create_app(sandbox),
+            host=self.host,
+            port=listener.getsockname()[1],
+            ws=_TransportExposingProtocol,
+            ws_ping_interval=None,
+            lifespan="off",
+            log_config=None,
+            access_log=False,
+            timeout_graceful_shutdown=SHUTDOWN_TIMEOUT,
+        )
+        server = _EmbeddedServer(uvicorn_config)
+        await sandbox.start()
+        task = asyncio.get_running_loop().create_task(
+            server.serve(sockets=[listener]), name="sandbox-server"
+        )
+        try:
+            async with asyncio.timeout(STARTUP_TIMEOUT):
+                while not server.started:
+                    if task.done():
+                        break
+                    await asyncio.sleep(0.005)
+        except TimeoutError:
+            task.cancel()
+        if not server.started:
+            await sandbox.close()
+            listener.close()
+            with contextlib.suppress(asyncio.CancelledError, SystemExit):
+                await task
+            raise TransportError(f"the sandbox server could not start on {self.host}")
+        self._sandbox, self._server, self._task = sandbox, server, task
+        self._port = int(listener.getsockname()[1])
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        server, task, sandbox = self._server, self._task, self._sandbox
+        if server is None or task is None or sandbox is None:
+            return
+        server.request_exit()
+        try:
+            await asyncio.wait_for(asyncio.shield(task), SHUTDOWN_TIMEOUT)
+        except TimeoutError:
+            server.force_exit = True
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        finally:
+            await sandbox.close()
+            self._server = self._task = None
+            self._port = None
+
+
+class SandboxThread:
+    """A :class:`SandboxServer` running in a background thread with its own event loop.
+
+    ``with SandboxThread(config) as server:`` returns once the server listens. The sandbox lives on
+    the background loop: reach it with :meth:`invoke` (a plain function) or :meth:`run` (a
+    coroutine), never by calling its methods directly from your thread.
+    """
+
+    def __init__(
+        self,
+        config: SandboxConfig | None = None,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        clock: Clock | None = None,
+    ) -> None:
+        self._server = SandboxServer(config, host=host, port=port, clock=clock)
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+
+    @property
+    def config(self) -> SandboxConfig:
+        """The sandbox's settings."""
+        return self._server.config
+
+    @property
+    def sandbox(self) -> Sandbox:
+        """The sandbox (touch it only through :meth:`invoke` / :meth:`run`)."""
+        return self._server.sandbox
+
+    @property
+    def port(self) -> int:
+        """The bound TCP port."""
+        return self._server.port
+
+    @property
+    def base_url(self) -> str:
+        """``http://host:port``: login and API base alike."""
+        return self._server.base_url
+
+    def __enter__(self) -> Self:
+        self._thread = threading.Thread(target=self._main, name="crmphone-sandbox", daemon=True)
+        self._thread.start()
+        if not self._ready.wait(STARTUP_TIMEOUT + 1):
+            raise TransportError("the sandbox thread did not start in time")
+        if self._error is not None:
+            raise self._error
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        if self._loop is not None and self._stop is not None:
+            self._loop.call_soon_threadsafe(self._stop.set)
+        if self._thread is not None:
+            self._thread.join(SHUTDOWN_TIMEOUT + 1)
+            self._thread = None
+
+    def invoke(self, function: Callable[..., T], *args: Any, timeout: float = 10.0) -> T:
+        """Call ``function(*args)`` on the sandbox's loop and return its result."""
+
+        async def call() -> T:
+            return function(*args)
+
+        return self.run(call(), timeout=timeout)
+
+    def run(self, coroutine: Coroutine[Any, Any, T], *, timeout: float = 10.0) -> T:
+        """Run ``coroutine`` on the sandbox's loop and return its result."""
+        if self._loop is None:
+            coroutine.close()
+            raise InvalidStateError("the sandbox thread is not running (use `with`)")
+        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(timeout)
+
+    def _main(self) -> None:
+        try:
+            asyncio.run(self._serve())
+        except BaseException as exc:  # noqa: BLE001 - reported to the thread waiting in __enter__
+            self._error = exc
+            self._ready.set()
+
+    async def _serve(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._stop = asyncio.Event()
+        async with self._server:
+            self._ready.set()
+            await self._stop.wait()
+
+
+async def serve(
+    config: SandboxConfig | None = None,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    on_ready: Callable[[SandboxServer], Awaitable[None] | None] | None = None,
+    *,
+    clock: Clock | None = None,
+) -> None:
+    """Serve the sandbox until cancelled (Ctrl+C in ``asyncio.run`` cancels it cleanly).
+
+    ``on_ready(server)`` is called once the socket listens, e.g. to print ``server.base_url``.
+    """
+    async with SandboxServer(config, host=host, port=port, clock=clock) as server:
+        if on_ready is not None:
+            result = on_ready(server)
+            if result is not None:
+                await result
+        await asyncio.Event().wait()
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    # IPPROTO_TCP explicitly: asyncio only disables Nagle on accepted sockets whose proto says TCP,
+    # and a listener made with proto 0 would cost every response a 40 ms delayed-ACK stall.
+    listener = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    try:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind((host, port))
+    except OSError as exc:
+        listener.close()
+        raise TransportError(f"cannot bind the sandbox to {host}:{port}: {exc}") from exc
+    return listener
