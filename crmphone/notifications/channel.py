@@ -154,6 +154,9 @@ class StreamStats:
     )
 
 
+# Closes that are part of normal life (announced maintenance, our own rollovers): logged at INFO.
+_EXPECTED_CAUSES = frozenset({LikelyCause.CLIENT_CLOSED, LikelyCause.MAINTENANCE})
+
 CloseHook = Callable[[CloseDiagnosis], object]
 ResyncHook = Callable[[Resync], Awaitable[object] | object]
 
@@ -486,8 +489,11 @@ class _ChannelRunner:
             timeout = None
             if rollover is not None:
                 timeout = max(0.0, (rollover.at - self.stream.clock.wall()).total_seconds())
+            # asyncio.timeout rather than wait_for: on Python 3.11, wait_for can swallow a
+            # cancellation that coincides with the queue yielding, and a stop would hang.
             try:
-                signal = await asyncio.wait_for(self.signals.get(), timeout)
+                async with asyncio.timeout(timeout):
+                    signal = await self.signals.get()
             except TimeoutError:
                 assert rollover is not None
                 assert self.current is not None
@@ -780,8 +786,8 @@ class NotificationStream:
     def record_close(self, diagnosis: CloseDiagnosis) -> None:
         """Keep and report a socket's close diagnosis."""
         self.stats.closes.append(diagnosis)
-        if diagnosis.cause is LikelyCause.CLIENT_CLOSED:
-            log.debug("notification channel: %s", diagnosis.one_line())
+        if diagnosis.cause in _EXPECTED_CAUSES:
+            log.info("notification channel closed: %s", diagnosis.one_line())
         else:
             log.warning("notification channel closed: %s", diagnosis.one_line())
         if self.on_close is not None:

@@ -355,7 +355,9 @@ async def test_eviction_by_a_21st_channel_is_diagnosed(
         intruders = []
         for _ in range(20):
             channel = await client.create_channel()
-            intruders.append(await websockets.connect(channel.connect_uri, ping_interval=None))
+            intruders.append(
+                await websockets.connect(channel.connect_uri, ping_interval=None, close_timeout=0.5)
+            )
         try:
             async with asyncio.timeout(5):
                 while not resyncs:
@@ -442,3 +444,22 @@ async def test_bad_credentials_fail_the_start_clearly(sandbox: SandboxServer) ->
         with pytest.raises(AuthenticationError) as caught:
             await stream.__aenter__()
         assert "not-the-secret-93" not in str(caught.value)
+
+
+async def test_closing_the_stream_as_a_socket_ends_does_not_hang(
+    sandbox: SandboxServer, client: PlatformClient
+) -> None:
+    """Leaving the stream right when a close is reported stops promptly (a cancellation race)."""
+    reported: asyncio.Future[CloseDiagnosis] = asyncio.get_running_loop().create_future()
+
+    def on_close(diagnosis: CloseDiagnosis) -> None:
+        if not reported.done():
+            reported.set_result(diagnosis)
+
+    stream = NotificationStream(
+        client, [topic_of(sandbox)], settings=fast_settings(), on_close=on_close
+    )
+    async with asyncio.timeout(5):  # before the fix, leaving the block below hung forever
+        async with stream:
+            sandbox.sandbox.faults.close(code=1011, reason="boom")
+            await reported
