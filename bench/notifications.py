@@ -182,9 +182,15 @@ async def throughput() -> dict[str, Any]:
 
 
 @contextlib.asynccontextmanager
-async def _sandbox_and_client(
-    config: SandboxConfig,
-) -> AsyncIterator[tuple[SandboxServer, PlatformClient]]:
+async def _sandbox_and_client() -> AsyncIterator[tuple[SandboxServer, PlatformClient]]:
+    """A sandbox with one agent and 1 s heartbeats, and a client authenticated against it."""
+    config = SandboxConfig(
+        client_id="bench",
+        client_secret=CLIENT_SECRET,
+        heartbeat_interval=1.0,
+        rate_limit_per_minute=0,
+        agents=1,
+    )
     async with SandboxServer(config, host="127.0.0.1", port=0) as server:
         tokens = ClientCredentials(
             login_base=server.base_url, client_id=config.client_id, client_secret=CLIENT_SECRET
@@ -195,15 +201,8 @@ async def _sandbox_and_client(
 
 async def rollovers(count: int = 100, rate: int = 2000) -> dict[str, Any]:
     """Maintenance closes every 0.25 s under a steady stream; compare received with the ledger."""
-    config = SandboxConfig(
-        client_id="bench",
-        client_secret=CLIENT_SECRET,
-        heartbeat_interval=1.0,
-        rate_limit_per_minute=0,
-        agents=1,
-    )
     settings = ChannelSettings(heartbeat_timeout=3.0, pong_timeout=1.0, drain_seconds=0.1)
-    async with _sandbox_and_client(config) as (server, client):
+    async with _sandbox_and_client() as (server, client):
         topic = f"v2.users.{server.sandbox.agents[0].id}.conversations.calls"
         received: list[int] = []
         async with NotificationStream(client, [topic], settings=settings) as stream:
@@ -248,13 +247,6 @@ async def rollovers(count: int = 100, rate: int = 2000) -> dict[str, Any]:
 
 
 async def _detect_once(heartbeat_timeout: float, pong_timeout: float) -> float:
-    config = SandboxConfig(
-        client_id="bench",
-        client_secret=CLIENT_SECRET,
-        heartbeat_interval=1.0,
-        rate_limit_per_minute=0,
-        agents=1,
-    )
     settings = ChannelSettings(heartbeat_timeout=heartbeat_timeout, pong_timeout=pong_timeout)
     detected = asyncio.get_running_loop().create_future()
 
@@ -262,7 +254,7 @@ async def _detect_once(heartbeat_timeout: float, pong_timeout: float) -> float:
         if not detected.done():
             detected.set_result((time.perf_counter(), diagnosis))
 
-    async with _sandbox_and_client(config) as (server, client):
+    async with _sandbox_and_client() as (server, client):
         topic = f"v2.users.{server.sandbox.agents[0].id}.presence"
         async with NotificationStream(client, [topic], settings=settings, on_close=on_close):
             await asyncio.sleep(1.5)
