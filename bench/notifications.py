@@ -265,24 +265,22 @@ async def _detect_once(heartbeat_timeout: float, pong_timeout: float) -> float:
             return float(at - silenced)
 
 
+# (heartbeat_timeout, pong_timeout, runs): scaled timeouts for a steady figure, production once.
+_DETECTION_CASES = {"scaled": (3.0, 1.0, 3), "production": (35.0, 5.0, 1)}
+
+
 async def dead_detection() -> dict[str, Any]:
-    """Time to abandon a silent socket: scaled timeouts three times, production values once."""
-    scaled = [await _detect_once(3.0, 1.0) for _ in range(3)]
-    production = await _detect_once(35.0, 5.0)
-    return {
-        "scaled": {
-            "heartbeat_timeout": 3.0,
-            "pong_timeout": 1.0,
-            "budget_s": 5.0,
-            "detected_after_s": [round(s, 3) for s in scaled],
-        },
-        "production": {
-            "heartbeat_timeout": 35.0,
-            "pong_timeout": 5.0,
-            "budget_s": 41.0,
-            "detected_after_s": round(production, 3),
-        },
-    }
+    """Time to abandon a silent socket, against a budget of heartbeat + pong timeout + 1 s."""
+    result: dict[str, Any] = {}
+    for name, (heartbeat_timeout, pong_timeout, runs) in _DETECTION_CASES.items():
+        detected = [await _detect_once(heartbeat_timeout, pong_timeout) for _ in range(runs)]
+        result[name] = {
+            "heartbeat_timeout": heartbeat_timeout,
+            "pong_timeout": pong_timeout,
+            "budget_s": heartbeat_timeout + pong_timeout + 1.0,
+            "detected_after_s": [round(seconds, 3) for seconds in detected],
+        }
+    return result
 
 
 async def run() -> dict[str, Any]:
@@ -294,8 +292,6 @@ async def run() -> dict[str, Any]:
     }
     ratio = result["throughput"]["ratio"]
     rolls = result["rollovers"]
-    dead = result["dead_detection"]
-    worst_scaled = max(dead["scaled"]["detected_after_s"])
     result["goals"] = [
         {
             "name": "throughput ratio vs raw websockets + json.loads",
@@ -304,28 +300,29 @@ async def run() -> dict[str, Any]:
             "met": ratio >= 0.7,
         },
         {
-            "name": "events lost across 100 maintenance rollovers at 2,000/s",
+            "name": f"events lost across {rolls['rollovers_done']} maintenance rollovers "
+            f"at {rolls['publish_rate_per_s']:,}/s",
             "measured": rolls["lost"],
             "goal": "0",
             "met": rolls["lost"] == 0,
         },
         {
-            "name": "events duplicated across 100 maintenance rollovers at 2,000/s",
+            "name": f"events duplicated across {rolls['rollovers_done']} maintenance rollovers "
+            f"at {rolls['publish_rate_per_s']:,}/s",
             "measured": rolls["duplicated"],
             "goal": "0",
             "met": rolls["duplicated"] == 0,
         },
-        {
-            "name": "silent link detected (scaled 3 s + 1 s), worst of 3",
-            "measured": worst_scaled,
-            "goal": "<= 5.0 s",
-            "met": worst_scaled <= 5.0,
-        },
-        {
-            "name": "silent link detected (production 35 s + 5 s)",
-            "measured": dead["production"]["detected_after_s"],
-            "goal": "<= 41.0 s",
-            "met": dead["production"]["detected_after_s"] <= 41.0,
-        },
     ]
+    for name, case in result["dead_detection"].items():
+        worst = max(case["detected_after_s"])
+        result["goals"].append(
+            {
+                "name": f"silent link detected ({name}: {case['heartbeat_timeout']:g} s + "
+                f"{case['pong_timeout']:g} s), worst of {len(case['detected_after_s'])}",
+                "measured": worst,
+                "goal": f"<= {case['budget_s']:g} s",
+                "met": worst <= case["budget_s"],
+            }
+        )
     return result

@@ -158,7 +158,36 @@ class StreamStats:
 _EXPECTED_CAUSES = frozenset({LikelyCause.CLIENT_CLOSED, LikelyCause.MAINTENANCE})
 
 CloseHook = Callable[[CloseDiagnosis], object]
+
+
+async def _cancel_and_wait(tasks: Iterable[asyncio.Task[None]]) -> None:
+    """Cancel our tasks and wait until they are done.
+
+    gather with return_exceptions collects the tasks' own CancelledErrors, yet still raises when
+    the *caller* is cancelled; suppressing CancelledError around ``await task`` would swallow that.
+    """
+    tasks = list(tasks)
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
 ResyncHook = Callable[[Resync], Awaitable[object] | object]
+
+
+@attrs.frozen
+class _Lease:
+    """A channel and what bounds its life: when we created it, and the token it is bound to."""
+
+    channel: Channel
+    created_at: datetime
+    token: AccessToken | None
+
+    def seconds_left(self, now: datetime) -> float | None:
+        """Seconds until the channel or its token expires, whichever is first; ``None`` if unknown."""
+        deadlines = (self.channel.expires, None if self.token is None else self.token.expires_at)
+        known = [deadline for deadline in deadlines if deadline is not None]
+        return (min(known) - now).total_seconds() if known else None
 
 
 @attrs.frozen
@@ -191,13 +220,10 @@ class _Failed:
 class _RetryableOpenError(Exception):
     """One attempt to open a socket failed in a way worth retrying."""
 
-    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
 
-
-def _is_retryable(exc: CrmphoneError) -> bool:
-    return isinstance(exc, TransportError | ServerError | RateLimitedError)
+# What is worth another attempt after a backoff: our own open failures and the platform's
+# transient ones (PlatformError subclasses carry the platform's Retry-After, when it gave one).
+_RETRYABLE = (_RetryableOpenError, TransportError, ServerError, RateLimitedError)
 
 
 class _Socket:
@@ -207,22 +233,20 @@ class _Socket:
         self,
         runner: _ChannelRunner,
         ws: ClientConnection,
-        channel: Channel,
+        lease: _Lease,
         serial: int,
     ) -> None:
         self.runner = runner
         self.ws = ws
-        self.channel = channel
+        # The lifetimes this socket lives by; its own, since a replacement's lease has other ones.
+        self.lease = lease
+        self.channel = lease.channel
         self.serial = serial
         clock = runner.stream.clock
         self.protocol = ChannelProtocol(
             runner.stream.settings.protocol_settings(), clock.monotonic()
         )
         self.opened_wall = clock.wall()
-        # The lifetimes this socket lives by: its channel's, and the token that channel was created
-        # with. Kept per socket, since a replacement's channel has other ones.
-        self.channel_created = runner.channel_created
-        self.channel_token = runner.channel_token
         self.socket_closing_wall: datetime | None = None
         self.system_message: SystemMessage | None = None
         self.liveness_failed = False
@@ -240,14 +264,6 @@ class _Socket:
             asyncio.create_task(self._read(), name=f"crmphone-read-{self.serial}"),
             asyncio.create_task(self._watch(), name=f"crmphone-watch-{self.serial}"),
         ]
-
-    def remaining_life(self, now: datetime) -> float | None:
-        """Seconds until this socket's channel or token expires, ``None`` if unknown."""
-        deadlines = [self.channel.expires]
-        if self.channel_token is not None:
-            deadlines.append(self.channel_token.expires_at)
-        known = [deadline for deadline in deadlines if deadline is not None]
-        return min((deadline - now).total_seconds() for deadline in known) if known else None
 
     @property
     def ended(self) -> bool:
@@ -275,11 +291,7 @@ class _Socket:
 
     async def cancel(self) -> None:
         """Stop the tasks (used at shutdown, after :meth:`close`)."""
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await _cancel_and_wait(self._tasks)
 
     async def _read(self) -> None:
         runner = self.runner
@@ -346,7 +358,7 @@ class _Socket:
             # Only a HEAD tells an evicted channel from other server closes.
             exists_after = await self.runner.channel_exists(self.channel.id)
         self.diagnosis = diagnose(self._facts(closed_by, close, exists_after))
-        stream.record_close(self.diagnosis)
+        stream._record_close(self.diagnosis)
         self.runner.signal(_Ended(self))
 
     def _facts(
@@ -360,7 +372,7 @@ class _Socket:
             return None if mono is None else now_wall - timedelta(seconds=now_mono - mono)
 
         stats = self.protocol.stats
-        token = self.channel_token
+        token = self.lease.token
         return CloseFacts(
             channel_id=self.channel.id,
             close_code=None if close is None else close.code,
@@ -370,7 +382,7 @@ class _Socket:
             last_frame_at=wall_of(stats.last_frame_at),
             last_heartbeat_at=wall_of(stats.last_heartbeat_at),
             socket_opened_at=self.opened_wall,
-            channel_created_at=self.channel_created,
+            channel_created_at=self.lease.created_at,
             channel_expires=self.channel.expires,
             token_issued_at=None if token is None else token.issued_at,
             token_expires_at=None if token is None else token.expires_at,
@@ -391,9 +403,7 @@ class _ChannelRunner:
         self.signals: asyncio.Queue[_Signal] = asyncio.Queue()
         self.current: _Socket | None = None
         self.live: set[_Socket] = set()
-        self.channel: Channel | None = None
-        self.channel_token: AccessToken | None = None
-        self.channel_created: datetime | None = None
+        self.lease: _Lease | None = None
         self.reuses = 0
         self.backoff = Backoff(stream.settings.backoff, stream.rng)
         self.dedupe = Deduplicator(window=stream.settings.dedupe_window)
@@ -423,7 +433,7 @@ class _ChannelRunner:
                 stream.stats.duplicates_dropped += 1
                 return
             stream.stats.events += 1
-            stream.deliver(message)
+            stream._deliver(message)
         elif isinstance(message, SocketClosing):
             socket.socket_closing_wall = stream.clock.wall()
             log.info(
@@ -480,7 +490,7 @@ class _ChannelRunner:
             if not self.started.done():
                 self.started.set_exception(exc)
             else:
-                self.stream.fail(exc)
+                self.stream._fail(exc)
 
     async def _supervise(self) -> None:
         settings = self.stream.settings
@@ -541,16 +551,16 @@ class _ChannelRunner:
         # Close the replaced socket ourselves before its channel or token dies on it, so that its end
         # is ours to explain (a drain past the expiry would end in a needless server close).
         drain = self.stream.settings.drain_seconds
-        remaining = old.remaining_life(self.stream.clock.wall())
+        remaining = old.lease.seconds_left(self.stream.clock.wall())
         return drain if remaining is None else max(0.0, min(drain, remaining / 2))
 
     def _rollover(self) -> Rollover | None:
-        if self.channel is None:
+        if self.lease is None:
             return None
-        token = self.channel_token
+        token = self.lease.token
         return rollover_due(
-            channel_created=self.channel_created,
-            channel_expires=self.channel.expires,
+            channel_created=self.lease.created_at,
+            channel_expires=self.lease.channel.expires,
             token_issued=None if token is None else token.issued_at,
             token_expires=None if token is None else token.expires_at,
             margin=timedelta(seconds=self.stream.settings.rollover_margin),
@@ -588,7 +598,7 @@ class _ChannelRunner:
         refreshed_for_401 = False
         while True:
             try:
-                async with self.stream.open_lock:
+                async with self.stream._open_lock:
                     socket = await self._open(plan)
             except AuthenticationError:
                 if refreshed_for_401:
@@ -596,16 +606,8 @@ class _ChannelRunner:
                 refreshed_for_401 = True
                 plan = Reconnect(refresh_token=True, new_channel=True)
                 continue
-            except _RetryableOpenError as exc:
-                delay = self.backoff.next_delay(exc.retry_after)
-                log.warning("notification channel: %s; retrying in %.1f s", exc, delay)
-                await asyncio.sleep(delay)
-                continue
-            except CrmphoneError as exc:
-                if not _is_retryable(exc):
-                    raise
-                retry_after = exc.retry_after if isinstance(exc, RateLimitedError) else None
-                delay = self.backoff.next_delay(retry_after)
+            except _RETRYABLE as exc:
+                delay = self.backoff.next_delay(getattr(exc, "retry_after", None))
                 log.warning("notification channel: %s; retrying in %.1f s", exc, delay)
                 await asyncio.sleep(delay)
                 continue
@@ -617,28 +619,26 @@ class _ChannelRunner:
         if plan.refresh_token:
             await stream.tokens.refresh()
         ws: ClientConnection | None = None
-        channel = self.channel
-        if (
-            channel is not None
-            and not plan.new_channel
-            and self.reuses < stream.settings.reuse_limit
-        ):
+        lease = self.lease
+        if lease is not None and not plan.new_channel and self.reuses < stream.settings.reuse_limit:
             try:
-                ws = await self._connect(channel)
+                ws = await self._connect(lease.channel)
                 self.reuses += 1
             except _RetryableOpenError as exc:
-                log.info("notification channel %s: %s; creating a new channel", channel.id, exc)
+                log.info(
+                    "notification channel %s: %s; creating a new channel", lease.channel.id, exc
+                )
         if ws is None:
             channel = await stream.client.create_channel()
-            self.channel_token = stream.tokens.current
-            self.channel_created = stream.clock.wall()
+            lease = _Lease(channel, stream.clock.wall(), stream.tokens.current)
             self.reuses = 0
             stream.stats.channels_created += 1
             ws = await self._connect(channel)
-        assert channel is not None
-        self.channel = channel
+        assert lease is not None
+        self.lease = lease
+        channel = lease.channel
         stream.stats.sockets_opened += 1
-        socket = _Socket(self, ws, channel, stream.next_serial())
+        socket = _Socket(self, ws, lease, stream._next_serial())
         # Registered before subscribing: from here on both sockets count as overlapping, so the copies
         # of events emitted after the PUT are recognised whichever socket delivers them first.
         self.live.add(socket)
@@ -758,7 +758,7 @@ class NotificationStream:
         self._tasks: list[asyncio.Task[None]] = []
         self._serial = 0
         self._closed = False
-        self.open_lock = asyncio.Lock()
+        self._open_lock = asyncio.Lock()
 
     @property
     def topics(self) -> tuple[str, ...]:
@@ -768,22 +768,22 @@ class NotificationStream:
     @property
     def channel_ids(self) -> tuple[str, ...]:
         """The ids of the channels currently in use."""
-        return tuple(r.channel.id for r in self._runners if r.channel is not None)
+        return tuple(r.lease.channel.id for r in self._runners if r.lease is not None)
 
-    def next_serial(self) -> int:
+    def _next_serial(self) -> int:
         """A number for the next socket (for logs and de-duplication)."""
         self._serial += 1
         return self._serial
 
-    def deliver(self, event: TopicEvent) -> None:
+    def _deliver(self, event: TopicEvent) -> None:
         """Hand an event to the consumer."""
         self._queue.put_nowait(event)
 
-    def fail(self, error: BaseException) -> None:
+    def _fail(self, error: BaseException) -> None:
         """End the iteration with ``error``."""
         self._queue.put_nowait(_Failed(error))
 
-    def record_close(self, diagnosis: CloseDiagnosis) -> None:
+    def _record_close(self, diagnosis: CloseDiagnosis) -> None:
         """Keep and report a socket's close diagnosis."""
         self.stats.closes.append(diagnosis)
         if diagnosis.cause in _EXPECTED_CAUSES:
@@ -822,11 +822,7 @@ class NotificationStream:
         if self._closed:
             return
         self._closed = True
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await _cancel_and_wait(self._tasks)
         for runner in self._runners:
             await runner.stop()
             if not runner.started.done():

@@ -59,7 +59,7 @@ def plan_reconnect(cause: LikelyCause, *, reuses: int, reuse_limit: int) -> Reco
     ``reuses`` counts how many times the current channel has been reconnected to already; past
     ``reuse_limit`` a new channel is created whatever the cause.
     """
-    refresh_token, new_channel = _RECONNECT_TABLE.get(cause, (False, False))
+    refresh_token, new_channel = _RECONNECT_TABLE[cause]  # every cause has a row (tested)
     return Reconnect(refresh_token=refresh_token, new_channel=new_channel or reuses >= reuse_limit)
 
 
