@@ -157,13 +157,16 @@ class PlatformClient:
 
     # -- notification channels -------------------------------------------------------------
 
-    async def create_channel(self) -> Channel:
+    async def create_channel(self, *, streaming: bool = False) -> Channel:
         """Create a notification channel (``POST /api/v2/notifications/channels``).
 
         The platform keeps at most 20 channels per user and OAuth client; a 21st evicts the least
         recently used. Open the WebSocket at the returned ``connect_uri`` with no further auth.
+        ``streaming=True`` asks for a streaming channel (``?connectionType=streaming``), the one
+        a softphone's call signalling travels on; it needs a user's token.
         """
-        response = await self._request("POST", _CHANNELS)
+        params = {"connectionType": "streaming"} if streaming else None
+        response = await self._request("POST", _CHANNELS, params=params)
         return self._value(response, "POST", _CHANNELS, Channel.from_genesys)
 
     async def list_channels(self) -> tuple[Channel, ...]:
@@ -327,14 +330,17 @@ class PlatformClient:
         return False  # neither said: an empty page will end it
 
     async def get_me(self) -> User:
-        """The token's own user with its station (``GET /api/v2/users/me?expand=station``).
+        """The token's own user with station and permissions (``GET /api/v2/users/me``).
+
+        Asks for ``expand=station,authorization``: the station calls ring on and the user's
+        permissions (a softphone checks ``routing:conversation:acceptOffQueue``).
 
         Needs a user's token (:class:`~crmphone.platform.AuthorizationCode`); a client-credentials
         token has no user and the platform answers 400.
         """
         path = "/api/v2/users/me"
         try:
-            response = await self._request("GET", path, params={"expand": "station"})
+            response = await self._request("GET", path, params={"expand": "station,authorization"})
         except BadRequestError as exc:
             raise BadRequestError(
                 f"{exc} Note: users/me needs a user's token (Authorization Code grant); a "

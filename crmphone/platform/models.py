@@ -221,7 +221,8 @@ class User:
     """A platform user (an agent).
 
     ``station_id`` is the user's effective station (the one calls ring on) when the payload was
-    fetched with ``expand=station``, else ``None``.
+    fetched with ``expand=station``, else ``None``. ``permissions`` are filled when it was fetched
+    with ``expand=authorization`` (empty otherwise).
     """
 
     id: str
@@ -229,6 +230,7 @@ class User:
     email: str | None = None
     state: str | None = None
     station_id: str | None = None
+    permissions: tuple[str, ...] = ()
 
     @classmethod
     def from_genesys(cls, data: object) -> User:
@@ -242,12 +244,14 @@ class User:
             station_id = stations.optional_id_of("effectiveStation") or stations.optional_id_of(
                 "associatedStation"
             )
+        authorization = fields.optional_object("authorization")
         return cls(
             id=fields.text("id"),
             name=fields.optional_text("name"),
             email=fields.optional_text("email"),
             state=fields.optional_text("state"),
             station_id=station_id,
+            permissions=authorization.texts("permissions") if authorization is not None else (),
         )
 
 

@@ -264,10 +264,15 @@ async def test_list_users_stops_at_total_or_an_empty_page(
 async def test_get_me_expands_station_and_get_station(
     mock: respx.MockRouter, mocked_client: PlatformClient
 ) -> None:
-    """get_me asks for expand=station; get_station reads the persistent-connection flag."""
-    me = mock.get(f"{API}/api/v2/users/me", params={"expand": "station"}).mock(
+    """get_me expands station and permissions; get_station reads the persistent flag."""
+    me = mock.get(f"{API}/api/v2/users/me", params={"expand": "station,authorization"}).mock(
         return_value=httpx.Response(
-            200, json={"id": "u-1", "station": {"effectiveStation": {"id": "st-1"}}}
+            200,
+            json={
+                "id": "u-1",
+                "station": {"effectiveStation": {"id": "st-1"}},
+                "authorization": {"permissions": ["routing:conversation:acceptOffQueue"]},
+            },
         )
     )
     mock.get(f"{API}/api/v2/stations/st-1").mock(
@@ -279,6 +284,7 @@ async def test_get_me_expands_station_and_get_station(
     user = await mocked_client.get_me()
     assert me.called
     assert user.station_id == "st-1"
+    assert user.permissions == ("routing:conversation:acceptOffQueue",)
     station = await mocked_client.get_station(user.station_id)
     assert station.web_rtc_persistent_enabled is True
 
