@@ -36,8 +36,7 @@ import attrs
 
 from crmphone.clock import Clock
 from crmphone.errors import InvalidStateError
-
-from .events import (
+from crmphone.events import (
     ConnectionState,
     ConnectionStateChanged,
     DownReason,

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from crmphone.clock import ManualClock
 from crmphone.errors import InvalidStateError
-from crmphone.phone.events import (
+from crmphone.events import (
     ConnectionState,
     ConnectionStateChanged,
     DownReason,
