@@ -7,6 +7,7 @@ configuration (click's own convention), 130 interrupted.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -14,6 +15,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+import attrs
 import click
 
 from crmphone.errors import AuthenticationError, CrmphoneError, UsageError
@@ -352,3 +354,203 @@ async def _demo(*, calls: int, duration: float, verbose: int) -> int:
             err=True,
         )
         return 0 if placed and set(placed) <= ended else 1
+
+
+@main.command()
+@click.option(
+    "--sandbox",
+    "sandbox_url",
+    help="Base URL of a running `crmphone sandbox`; default: start one in this process.",
+)
+@click.option("--agent", help="Sandbox agent to sign in as (user id; default: the first agent).")
+@click.option("--api-base", help="Genesys Cloud API base (with --login-base or --region).")
+@click.option("--login-base", help="Genesys Cloud login base URL.")
+@click.option("--region", help="Region shorthand instead of the two bases, e.g. mypurecloud.de.")
+@click.option("--auto-answer", is_flag=True, help="Answer every call at once.")
+@click.option("--keep-mic-live", is_flag=True, help="Send microphone audio between calls too.")
+@click.option(
+    "--timeout",
+    "inactivity_timeout",
+    default=600.0,
+    show_default=True,
+    type=click.FloatRange(min=0.1),
+    help="Close the persistent connection after this many seconds without a call.",
+)
+@click.option(
+    "--tone",
+    default=440.0,
+    show_default=True,
+    type=click.FloatRange(20, 20000),
+    help="Send this tone as the microphone (Hz).",
+)
+@click.option(
+    "--audio-file", type=click.Path(dir_okay=False), help="Send this file instead of a tone."
+)
+@click.option(
+    "--ice-host",
+    "ice_hosts",
+    multiple=True,
+    help="Local address ICE may use (repeat; default: all interfaces, 127.0.0.1 for a sandbox).",
+)
+@click.option(
+    "--call-every",
+    default=8.0,
+    show_default=True,
+    type=click.FloatRange(min=0),
+    help="Embedded sandbox only: place a call to the agent this often (0: never).",
+)
+@click.option("--duration", type=click.FloatRange(min=0.1), help="Quit after this many seconds.")
+@click.option("-v", "--verbose", count=True, help="More logging on stderr (-v, -vv).")
+def softphone(
+    sandbox_url: str | None,
+    agent: str | None,
+    api_base: str | None,
+    login_base: str | None,
+    region: str | None,
+    auto_answer: bool,
+    keep_mic_live: bool,
+    inactivity_timeout: float,
+    tone: float,
+    audio_file: str | None,
+    ice_hosts: tuple[str, ...],
+    call_every: float,
+    duration: float | None,
+    verbose: int,
+) -> None:
+    """A terminal softphone for one agent, with a persistent WebRTC connection.
+
+    Against the sandbox by default (started in this process, calling the agent every
+    --call-every seconds), a running sandbox with --sandbox, or Genesys Cloud with --api-base and
+    an agent's access token in CRMPHONE_ACCESS_TOKEN. Keys: a answer, h hang up, m mute, o hold,
+    d dial, s stop the persistent connection (S forces it during a call), q quit.
+    """
+    _configure_logging(verbose)
+    options = _SoftphoneOptions(
+        sandbox_url=sandbox_url,
+        agent=agent,
+        api_base=api_base,
+        login_base=login_base,
+        region=region,
+        auto_answer=auto_answer,
+        keep_mic_live=keep_mic_live,
+        inactivity_timeout=inactivity_timeout,
+        tone=tone,
+        audio_file=audio_file,
+        ice_hosts=ice_hosts,
+        call_every=call_every,
+        duration=duration,
+    )
+    try:
+        code = asyncio.run(_softphone(options))
+    except KeyboardInterrupt:
+        click.echo("interrupted: logged out", err=True)
+        sys.exit(0)
+    except CrmphoneError as exc:
+        raise click.ClickException(str(exc)) from exc
+    sys.exit(code)
+
+
+@attrs.frozen
+class _SoftphoneOptions:
+    sandbox_url: str | None
+    agent: str | None
+    api_base: str | None
+    login_base: str | None
+    region: str | None
+    auto_answer: bool
+    keep_mic_live: bool
+    inactivity_timeout: float
+    tone: float
+    audio_file: str | None
+    ice_hosts: tuple[str, ...]
+    call_every: float
+    duration: float | None
+
+
+async def _softphone(options: _SoftphoneOptions) -> int:
+    from crmphone.sandbox import SandboxConfig, SandboxServer
+
+    if options.api_base or options.region:
+        return await _run_softphone(options, api_base=None, agent_id=None)
+    if options.sandbox_url:
+        return await _run_softphone(options, api_base=options.sandbox_url, agent_id=options.agent)
+    config = SandboxConfig(
+        client_id=DEMO_CLIENT_ID, client_secret=DEMO_CLIENT_SECRET, agents=1, heartbeat_interval=5
+    )
+    async with SandboxServer(config, host="127.0.0.1", port=0) as server:
+        agent_id = options.agent or server.sandbox.agents[0].id
+        click.echo(f"sandbox platform on {server.base_url}; agent {agent_id}", err=True)
+        calling = (
+            asyncio.create_task(_call_repeatedly(server, agent_id, options.call_every))
+            if options.call_every > 0
+            else None
+        )
+        try:
+            return await _run_softphone(options, api_base=server.base_url, agent_id=agent_id)
+        finally:
+            if calling is not None:
+                calling.cancel()
+                await asyncio.gather(calling, return_exceptions=True)
+
+
+async def _call_repeatedly(server: Any, agent_id: str, every: float) -> None:
+    while True:
+        await asyncio.sleep(every)
+        with contextlib.suppress(CrmphoneError):
+            await server.sandbox.calls.place_inbound(agent_id, auto=True)
+
+
+async def _run_softphone(
+    options: _SoftphoneOptions, *, api_base: str | None, agent_id: str | None
+) -> int:
+    from crmphone._webrtc import IceSettings
+    from crmphone.audio import AudioFile, AudioSource, Tone
+    from crmphone.phone import PhoneSettings, Softphone
+    from crmphone.phone.terminal import TerminalSoftphone
+    from crmphone.platform import PlatformClient, StaticToken, TokenProvider, resolve_region
+
+    tokens: TokenProvider
+    hosts: tuple[str, ...]
+    if api_base is not None:  # a sandbox: sign in as one of its agents, media on loopback
+        from crmphone.testing import sign_in_sandbox_agent
+
+        chosen = agent_id or await _first_sandbox_agent(api_base)
+        tokens = await sign_in_sandbox_agent(api_base, chosen, client_id=DEMO_CLIENT_ID)
+        hosts = options.ice_hosts or ("127.0.0.1",)
+    else:
+        access_token = os.environ.get("CRMPHONE_ACCESS_TOKEN")
+        if not access_token:
+            raise UsageError("Set CRMPHONE_ACCESS_TOKEN to the agent's access token.")
+        if options.region:
+            api_base, _ = resolve_region(options.region)
+        else:
+            api_base = str(options.api_base)
+        tokens = StaticToken(access_token)
+        hosts = options.ice_hosts or ()
+    source: AudioSource = (
+        AudioFile(options.audio_file) if options.audio_file else Tone(options.tone)
+    )
+    settings = PhoneSettings(
+        auto_answer=options.auto_answer,
+        keep_microphone_live=options.keep_mic_live,
+        inactivity_timeout=options.inactivity_timeout,
+        ice=IceSettings(host_addresses=hosts or None),
+    )
+    async with PlatformClient(api_base=api_base, tokens=tokens) as client:
+        async with Softphone(client, settings=settings, source=source) as phone:
+            click.echo(f"logged in as {phone.agent_id}", err=True)
+            await TerminalSoftphone(phone).run(duration=options.duration)
+        click.echo("logged out", err=True)
+    return 0
+
+
+async def _first_sandbox_agent(base_url: str) -> str:
+    import httpx
+
+    async with httpx.AsyncClient() as http:
+        response = await http.get(f"{base_url.rstrip('/')}/sandbox/state")
+        response.raise_for_status()
+        agents = response.json().get("agents") or []
+    if not agents:
+        raise UsageError(f"{base_url} reports no sandbox agents; pass --agent.")
+    return str(agents[0]["id"])

@@ -18,8 +18,11 @@ generates realistic calls, and breaks on demand (fault injection).
 Modules: :mod:`~crmphone.sandbox.config` (settings), :mod:`~crmphone.sandbox.world` (the pure model
 of clients, tokens, channels and sockets), :mod:`~crmphone.sandbox.topics` (subscription rules),
 :mod:`~crmphone.sandbox.conversation` (one call as a state machine), :mod:`~crmphone.sandbox.calls`
-(the call generator), :mod:`~crmphone.sandbox.faults`, :mod:`~crmphone.sandbox.hub` (sockets and
-fan-out), :mod:`~crmphone.sandbox.app` (HTTP routes), :mod:`~crmphone.sandbox.server`.
+(the call generator), :mod:`~crmphone.sandbox.edge` (the media edge: an aiortc peer per station,
+persistent between calls) with :mod:`~crmphone.sandbox.signalling` (the softphones' signalling
+sockets) and :mod:`~crmphone.sandbox.relay` (network emulation), :mod:`~crmphone.sandbox.faults`,
+:mod:`~crmphone.sandbox.hub` (sockets and fan-out), :mod:`~crmphone.sandbox.app` (HTTP routes),
+:mod:`~crmphone.sandbox.server`.
 """
 
 from __future__ import annotations

@@ -1,8 +1,9 @@
 """The sandbox's HTTP face: Genesys Cloud's REST paths, the channel WebSocket, admin routes.
 
 One Starlette application serves login (``/oauth/*``), the API (``/api/v2/*``), the notification
-WebSockets (``/channels/{id}``) and the sandbox's own controls (``/sandbox/*``, no token needed;
-the server binds to loopback). Handlers are thin: they parse, call the
+WebSockets (``/channels/{id}``), the signalling WebSockets of softphones (``/stream/channels/{id}``,
+see :mod:`~crmphone.sandbox.signalling`) and the sandbox's own controls (``/sandbox/*``, no token
+needed; the server binds to loopback). Handlers are thin: they parse, call the
 :class:`~crmphone.sandbox.world.World` or the :class:`~crmphone.sandbox.hub.Sandbox`, and shape
 JSON. Every ``/api/v2`` answer carries ``ININ-Correlation-Id``; every error body has Genesys's
 ``message``, ``code``, ``status``, ``contextId``.
@@ -10,9 +11,11 @@ JSON. Every ``/api/v2`` answer carries ``ININ-Correlation-Id``; every error body
 Admin routes:
 
 * ``GET /sandbox/state`` — channels, sockets, tokens (no values), counters, faults, calls.
+* ``GET /sandbox/stats`` — the media edge's statistics per station (see
+  :meth:`~crmphone.sandbox.edge.MediaEdge.stats`).
 * ``POST /sandbox/faults`` — ``{"kind": ..., params}``, see :mod:`crmphone.sandbox.faults`.
-* ``POST /sandbox/calls`` — ``{"agentId"?, "ani"?, "dnis"?, "queueId"?, "auto"?}`` places an
-  inbound call; answers ``{"conversationId"}``.
+* ``POST /sandbox/calls`` — ``{"agentId"?, "ani"?, "dnis"?, "queueId"?, "auto"?, "autoAnswer"?}``
+  places an inbound call; answers ``{"conversationId"}``.
 * ``POST /sandbox/publish`` — ``{"topic", "body"}`` publishes an event; answers its ledger entry.
 """
 
@@ -94,7 +97,9 @@ class _SandboxApp:
                 methods=["PATCH"],
             ),
             WebSocketRoute("/channels/{channel_id}", self.sandbox.serve_socket),
+            WebSocketRoute("/stream/channels/{channel_id}", self.sandbox.edge.signalling.serve),
             Route("/sandbox/state", self.admin_state, methods=["GET"]),
+            Route("/sandbox/stats", self.admin_stats, methods=["GET"]),
             Route("/sandbox/faults", self.admin_fault, methods=["POST"]),
             Route("/sandbox/calls", self.admin_call, methods=["POST"]),
             Route("/sandbox/publish", self.admin_publish, methods=["POST"]),
@@ -239,7 +244,19 @@ class _SandboxApp:
     # ------------------------------------------------------------------ channels
 
     async def create_channel(self, request: Request, token: Token) -> Response:
-        """``POST /api/v2/notifications/channels``."""
+        """``POST /api/v2/notifications/channels`` (``?connectionType=streaming``: signalling)."""
+        connection_type = request.query_params.get("connectionType")
+        if connection_type is not None and connection_type.lower() == "streaming":
+            streaming = self.sandbox.edge.signalling.create_channel(token)
+            scheme = "wss" if request.url.scheme in ("https", "wss") else "ws"
+            host = request.headers.get("host") or request.url.netloc
+            return JSONResponse(
+                {
+                    "connectUri": f"{scheme}://{host}{streaming.connect_path}",
+                    "id": streaming.id,
+                    "expires": wire.iso_utc(streaming.expires_wall),
+                }
+            )
         channel, closes = self.world.create_channel(token)
         self.sandbox.apply(closes)
         return JSONResponse(self._channel_json(request, channel))
@@ -299,14 +316,25 @@ class _SandboxApp:
         )
 
     async def me(self, request: Request, token: Token) -> Response:
-        """``GET /api/v2/users/me`` (user tokens only; ``expand=station`` adds station ids)."""
+        """``GET /api/v2/users/me`` (user tokens only).
+
+        ``expand=station`` adds station ids, ``expand=authorization`` the user's permissions.
+        """
         agent = self.world.require_user(token)
         expand = {
             item.strip()
             for value in request.query_params.getlist("expand")
             for item in value.split(",")
         }
-        return JSONResponse(_user_json(agent, station="station" in expand))
+        body = _user_json(agent, station="station" in expand)
+        if "authorization" in expand:
+            body["authorization"] = {
+                "roles": [],
+                "unusedRoles": [],
+                "permissions": list(self.world.permissions(agent.id)),
+                "permissionPolicies": [],
+            }
+        return JSONResponse(body)
 
     async def user(self, request: Request, token: Token) -> Response:
         """``GET /api/v2/users/{id}``."""
@@ -314,7 +342,7 @@ class _SandboxApp:
         return JSONResponse(_user_json(agent))
 
     async def station(self, request: Request, token: Token) -> Response:
-        """``GET /api/v2/stations/{id}``: a WebRTC station with persistent connection enabled."""
+        """``GET /api/v2/stations/{id}``: a WebRTC station and its persistent-connection setting."""
         station = self.world.station(request.path_params["station_id"])
         return JSONResponse(
             {
@@ -382,6 +410,10 @@ class _SandboxApp:
         """``GET /sandbox/state``."""
         return JSONResponse(self.sandbox.state())
 
+    async def admin_stats(self, request: Request) -> Response:
+        """``GET /sandbox/stats``: the media edge's statistics."""
+        return JSONResponse(self.sandbox.edge.stats())
+
     async def admin_fault(self, request: Request) -> Response:
         """``POST /sandbox/faults``: apply one fault."""
         return await self._admin(request, self._apply_fault)
@@ -419,6 +451,7 @@ class _SandboxApp:
             dnis=str(body.get("dnis") or "+18005550100"),
             queue_id=body.get("queueId"),
             auto=bool(body.get("auto", True)),
+            auto_answer=bool(body.get("autoAnswer", False)),
         )
         return {"conversationId": conversation_id}
 

@@ -6,12 +6,18 @@ Every snapshot a move produces is published on the agent's two user topics
 calls, on ``v2.routing.queues.{id}.conversations.calls`` and ``...conversations``.
 
 * Automatic calls (``auto=True``) ring ``ring_seconds``, talk ``talk_seconds``, then the customer
-  hangs up; the wrap-up arrives ``wrapup_seconds`` later.
+  hangs up; the wrap-up arrives ``wrapup_seconds`` later. When the agent's softphone is online (a
+  :class:`CallObserver`, the media edge, says so) an automatic inbound call is not answered for
+  the agent: it rings like a manual call until the softphone answers or ``alerting_timeout``, and
+  once answered the customer still hangs up after ``talk_seconds``.
 * Manual calls (``auto=False``) ring until the agent answers or rejects with the REST PATCH, or
   until ``alerting_timeout``; once connected they last until someone hangs up (PATCH, or
   :meth:`CallGenerator.customer_hangs_up`). Wrap-up is always automatic.
 * With ``calls_per_minute > 0`` a background task places automatic calls with Poisson arrivals,
   each to a random idle agent.
+* The :attr:`CallGenerator.observer` (the media edge) hears of every call placed and every move,
+  synchronously: it binds a call's media before the move's events are published and before a
+  ``PATCH`` answer returns.
 
 Timings run on the event loop's timers (not the injected clock); timestamps inside events come
 from the injected clock's wall time.
@@ -25,7 +31,7 @@ import contextlib
 import logging
 import random
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 import attrs
 
@@ -43,7 +49,7 @@ from .conversation import (
 )
 from .world import World
 
-__all__ = ["CallGenerator", "Publisher"]
+__all__ = ["CallGenerator", "CallObserver", "Publisher"]
 
 logger = logging.getLogger(__name__)
 
@@ -57,11 +63,31 @@ KEEP_CLOSED_CALLS = 500
 """Finished calls kept for ``GET /api/v2/conversations/calls/{id}``."""
 
 
+class CallObserver(Protocol):
+    """Who follows calls besides the notification topics: the sandbox's media edge.
+
+    Every method is called synchronously on the sandbox's loop and must not raise (failures are
+    logged and ignored).
+    """
+
+    def softphone_online(self, agent_id: str) -> bool:
+        """True when the agent's softphone can answer for itself (no automatic answer then)."""
+
+    def call_placed(self, conversation: Conversation, *, auto_answer: bool) -> None:
+        """A call started alerting (its opening events are already published)."""
+
+    def call_moved(self, conversation: Conversation, move: Move) -> None:
+        """``move`` was applied to the call; its events are published right after this returns."""
+
+
 @attrs.define
 class _CallRun:
     conversation: Conversation
     auto: bool
     alerting_timeout: float
+    answers_itself: bool = False
+    """The generator answers for the agent after ``ring_seconds`` (an automatic call and no
+    softphone online, or an outbound call that the customer picks up)."""
     changed: asyncio.Event = attrs.field(factory=asyncio.Event)
     task: asyncio.Task[None] | None = None
 
@@ -94,6 +120,8 @@ class CallGenerator:
         self._runs: dict[str, _CallRun] = {}
         self._closed: collections.deque[str] = collections.deque()
         self._background: asyncio.Task[None] | None = None
+        self.observer: CallObserver | None = None
+        """Told of every call and move (the sandbox sets its media edge here)."""
 
     # ------------------------------------------------------------------ placing calls
 
@@ -106,11 +134,14 @@ class CallGenerator:
         queue_id: str | None = None,
         auto: bool = True,
         alerting_timeout: float | None = None,
+        auto_answer: bool = False,
     ) -> str:
         """Offer an inbound call to ``agent_id``; returns the conversation id once it alerts.
 
         ``ani`` defaults to a random ``+1555…`` number; ``queue_id`` defaults to the first queue.
-        NotFoundError for an unknown agent or queue.
+        ``auto_answer`` is the call's auto-answer flag as the softphone receives it (in the
+        signalling ``propose``); the softphone decides what to do with it. NotFoundError for an
+        unknown agent or queue.
         """
         agent = self._world.agent(agent_id)
         queue = self._world.queue(queue_id) if queue_id else self._world.queues[0]
@@ -127,7 +158,8 @@ class CallGenerator:
             alerting_timeout_ms=round(timeout * 1000),
             wrapup_code=self._rng.choice(WRAPUP_CODES),
         )
-        self._start(_CallRun(conversation, auto, timeout))
+        online = self._observe(lambda o: o.softphone_online(agent.id), default=False)
+        self._start(_CallRun(conversation, auto, timeout, auto and not online), auto_answer)
         self._world.counters["calls_inbound"] += 1
         return conversation.id
 
@@ -151,7 +183,7 @@ class CallGenerator:
             now=self._clock.wall(),
             wrapup_code=self._rng.choice(WRAPUP_CODES),
         )
-        self._start(_CallRun(conversation, True, self._config.alerting_timeout))
+        self._start(_CallRun(conversation, True, self._config.alerting_timeout, True), True)
         self._world.counters["calls_outbound"] += 1
         return conversation.id
 
@@ -239,6 +271,21 @@ class CallGenerator:
         self.get(conversation_id)
         self._move(self._runs[conversation_id], Move.CUSTOMER_HANGUP)
 
+    def agent_answers(self, conversation_id: str) -> None:
+        """The agent picks up a ringing inbound call (its softphone's media came up)."""
+        self.get(conversation_id)
+        self._move(self._runs[conversation_id], Move.ANSWER)
+
+    def agent_rejects(self, conversation_id: str) -> None:
+        """The agent declines a ringing call (disconnectType ``client``)."""
+        self.get(conversation_id)
+        self._move(self._runs[conversation_id], Move.REJECT)
+
+    def agent_hangs_up(self, conversation_id: str) -> None:
+        """The agent ends a connected call (disconnectType ``client``)."""
+        self.get(conversation_id)
+        self._move(self._runs[conversation_id], Move.AGENT_HANGUP)
+
     async def wait_closed(self, conversation_id: str) -> Conversation:
         """Wait until the call has finished (wrap-up included) and return it."""
         run = self._runs.get(conversation_id)
@@ -270,7 +317,7 @@ class CallGenerator:
 
     # ------------------------------------------------------------------ internals
 
-    def _start(self, run: _CallRun) -> None:
+    def _start(self, run: _CallRun, auto_answer: bool) -> None:
         conversation = run.conversation
         self._runs[conversation.id] = run
         for snapshot in conversation.opening():
@@ -278,11 +325,24 @@ class CallGenerator:
         run.task = asyncio.get_running_loop().create_task(
             self._drive(run), name=f"sandbox-call-{conversation.id}"
         )
+        self._observe(lambda o: o.call_placed(conversation, auto_answer=auto_answer))
 
     def _move(self, run: _CallRun, move: Move) -> None:
-        for snapshot in run.conversation.apply(move, self._clock.wall()):
+        snapshots = run.conversation.apply(move, self._clock.wall())
+        # Media first: a PATCH answer's audio must not wait for the events' serialisation.
+        self._observe(lambda o: o.call_moved(run.conversation, move))
+        for snapshot in snapshots:
             self._emit(snapshot)
         run.changed.set()
+
+    def _observe(self, call: Callable[[CallObserver], Any], default: Any = None) -> Any:
+        if self.observer is None:
+            return default
+        try:
+            return call(self.observer)
+        except Exception:
+            logger.exception("the call observer failed")
+            return default
 
     def _emit(self, snapshot: Snapshot) -> None:
         user_topic = f"v2.users.{snapshot.agent_id}.conversations"
@@ -298,11 +358,11 @@ class CallGenerator:
         loop = asyncio.get_running_loop()
         config = self._config
         try:
-            ring = config.ring_seconds if run.auto else run.alerting_timeout
+            ring = config.ring_seconds if run.answers_itself else run.alerting_timeout
             ring_deadline = loop.time() + ring
             while conversation.phase is Phase.RINGING:
                 if not await run.wait_for_change(max(0.0, ring_deadline - loop.time())):
-                    self._move(run, Move.ANSWER if run.auto else Move.ALERT_TIMEOUT)
+                    self._move(run, Move.ANSWER if run.answers_itself else Move.ALERT_TIMEOUT)
             talk_deadline = loop.time() + config.talk_seconds if run.auto else None
             while conversation.phase is Phase.TALKING:
                 remaining = None if talk_deadline is None else max(0.0, talk_deadline - loop.time())

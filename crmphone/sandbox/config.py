@@ -8,6 +8,7 @@ sleeping through production intervals.
 from __future__ import annotations
 
 import enum
+import ipaddress
 import math
 from collections.abc import Mapping
 from typing import Any
@@ -58,6 +59,20 @@ def _text(instance: object, attribute: attrs.Attribute[Any], value: str) -> None
         raise ConfigError(
             "must be a non-empty string without surrounding spaces", key=_key(attribute)
         )
+
+
+def _flag(instance: object, attribute: attrs.Attribute[Any], value: bool) -> None:
+    if not isinstance(value, bool):
+        raise ConfigError(f"must be true or false, got {value!r}", key=_key(attribute))
+
+
+def _ip_address(instance: object, attribute: attrs.Attribute[Any], value: str) -> None:
+    try:
+        ipaddress.ip_address(value)
+    except (TypeError, ValueError):
+        raise ConfigError(
+            f"must be an IP address such as 127.0.0.1, got {value!r}", key=_key(attribute)
+        ) from None
 
 
 def _policy(value: str) -> SecondSocketPolicy:
@@ -125,6 +140,23 @@ class SandboxConfig:
     """How often the expiry sweep looks at tokens and channels (bounds expiry precision)."""
     max_topic_length: int = attrs.field(default=200, validator=_count(1))
     """Longest topic string accepted in a subscription request (combined form included)."""
+    persistent_connections: bool = attrs.field(default=True, validator=_flag)
+    """Stations keep their WebRTC connection between calls (``webRtcPersistentEnabled``)."""
+    persistent_timeout: float = attrs.field(default=600.0, validator=_positive)
+    """Idle seconds after which the media edge closes a persistent connection with no call."""
+    accept_off_queue: bool = attrs.field(default=False, validator=_flag)
+    """Agents hold ``routing:conversation:acceptOffQueue``: their connection is set up at login."""
+    media_relay: bool = attrs.field(default=False, validator=_flag)
+    """Route every edge peer connection's media through a UDP relay (delay, loss, blackhole)."""
+    media_delay: float = attrs.field(default=0.0, validator=_not_negative)
+    """One-way media delay in seconds added by the relay; above 0 it implies ``media_relay``."""
+    media_host: str = attrs.field(default="127.0.0.1", validator=_ip_address)
+    """The address the media edge gathers its ICE host candidates on (and its relays bind)."""
+
+    @property
+    def uses_relay(self) -> bool:
+        """True when media passes through a relay (``media_relay`` or a ``media_delay``)."""
+        return self.media_relay or self.media_delay > 0
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any]) -> SandboxConfig:

@@ -32,11 +32,22 @@ What each fault puts on the wire:
     the usual client ``max_size``), ``truncated`` (half an event frame).
 ``deny_topic_prefix`` / ``allow_topic_prefix``
     Subscriptions to topics under the prefix are rejected from now on (missing permissions).
+``stale_client`` (``agent_id``)
+    The agent's softphone vanishes from the platform's point of view: its signalling socket is
+    aborted (no close frame, no ``terminate``) and its media dropped (blackholed in the relay when
+    ``media_relay`` is on; otherwise the edge stops sending and ignores what it receives). The edge
+    keeps believing the connection is up until the idle timeout, so calls to the agent fail.
+``media_blackhole`` (``agent_id``, ``on``)
+    Every datagram of the agent's media path is lost, both ways (``on=false`` heals it). Needs
+    ``media_relay``.
+
+JSON parameter names may be given in camelCase (``{"kind": "stale_client", "agentId": ...}``).
 """
 
 from __future__ import annotations
 
 import inspect
+import re
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -93,6 +104,8 @@ class Faults:
         "malformed_frames",
         "deny_topic_prefix",
         "allow_topic_prefix",
+        "stale_client",
+        "media_blackhole",
     )
     """The fault kinds :meth:`apply` accepts (each is the method of that name)."""
 
@@ -236,6 +249,16 @@ class Faults:
         self._sandbox.world.allow_topic_prefix(prefix)
         return self._record("allow_topic_prefix", (), targets=(prefix,))
 
+    def stale_client(self, agent_id: str) -> FaultRecord:
+        """The agent's softphone vanishes without telling (see the module docstring)."""
+        targets = self._sandbox.edge.stale_client(agent_id)
+        return self._record("stale_client", (), targets=targets, agent_id=agent_id)
+
+    def media_blackhole(self, agent_id: str, on: bool = True) -> FaultRecord:
+        """Lose (``on``) or stop losing every datagram of the agent's media path; needs the relay."""
+        targets = self._sandbox.edge.media_blackhole(agent_id, on)
+        return self._record("media_blackhole", (), targets=targets, agent_id=agent_id, on=on)
+
     # ------------------------------------------------------------------ the JSON door
 
     def apply(self, spec: Mapping[str, Any]) -> FaultRecord:
@@ -243,13 +266,15 @@ class Faults:
 
         BadRequestError for an unknown kind or parameters the fault does not take.
         """
-        params = dict(spec)
+        params = {_snake_case(str(key)): value for key, value in spec.items()}
         kind = params.pop("kind", None)
         if kind not in self.KINDS:
             raise BadRequestError(
                 f"Unknown fault kind {kind!r}; known: {', '.join(self.KINDS)}.", status=400
             )
         method = getattr(self, str(kind))
+        if "on" in params and not isinstance(params["on"], bool):
+            raise BadRequestError(f"on must be true or false, got {params['on']!r}.", status=400)
         try:
             inspect.signature(method).bind(**params)
         except TypeError as exc:
@@ -297,3 +322,7 @@ class Faults:
             "00000000-0000-4000-8000-000000000000",
         )
         return event[: len(event) // 2]
+
+
+def _snake_case(name: str) -> str:
+    return re.sub(r"(?<=[a-z0-9])([A-Z])", lambda match: "_" + match[1].lower(), name)

@@ -1,7 +1,8 @@
 """The live half of the sandbox: WebSockets, event fan-out, the expiry sweep.
 
 :class:`Sandbox` owns the pure :class:`~crmphone.sandbox.world.World`, the call generator, the
-fault controls and one :class:`SocketLink` per open WebSocket. It runs on one event loop; call its
+media edge (:mod:`~crmphone.sandbox.edge`, with the softphones' signalling sockets), the fault
+controls and one :class:`SocketLink` per open notification WebSocket. It runs on one event loop; call its
 methods from that loop (a :class:`~crmphone.sandbox.server.SandboxThread` offers ``invoke`` for
 other threads).
 
@@ -30,6 +31,7 @@ from crmphone.errors import NotFoundError
 from . import wire
 from .calls import CallGenerator
 from .config import SandboxConfig
+from .edge import MediaEdge
 from .faults import Faults
 from .world import CLOSE_CHANNEL_REMOVED, Agent, CloseSocket, Queue, World
 
@@ -195,8 +197,9 @@ class SocketLink:
 class Sandbox:
     """The sandbox platform's world plus its live machinery and controls.
 
-    ``world`` holds the rules, ``calls`` places and drives calls, ``faults`` breaks things on
-    purpose, ``ledger`` lists every topic event published. Start it with :meth:`start` on a
+    ``world`` holds the rules, ``calls`` places and drives calls, ``edge`` is the media edge the
+    softphones connect to, ``faults`` breaks things on purpose, ``ledger`` lists every topic event
+    published. Start it with :meth:`start` on a
     running loop (the servers do this) and stop it with :meth:`close`.
     """
 
@@ -206,6 +209,14 @@ class Sandbox:
         self.world = World(self.config, self.clock)
         self.ledger: list[Emitted] = []
         self.calls = CallGenerator(self.world, self.publish, self.config, self.clock)
+        self.edge = MediaEdge(
+            self.world,
+            self.publish,
+            self.config,
+            self.clock,
+            transport_extension=TRANSPORT_EXTENSION,
+        )
+        self.edge.attach(self.calls)
         self.faults = Faults(self)
         self._links: dict[str, SocketLink] = {}
         self._sweeper: asyncio.Task[None] | None = None
@@ -223,21 +234,24 @@ class Sandbox:
     # ------------------------------------------------------------------ lifecycle
 
     async def start(self) -> None:
-        """Start the expiry sweep and the background call generator (idempotent)."""
+        """Start the expiry sweep, the media edge and the background call generator (idempotent)."""
         if self._sweeper is None:
             self._sweeper = asyncio.get_running_loop().create_task(
                 self._sweep_forever(), name="sandbox-sweeper"
             )
+        await self.edge.start()
         self.calls.start()
 
     async def close(self) -> None:
-        """Stop the sweep, the calls and every socket's timers (sockets close with the server)."""
+        """Stop the sweep, the calls, the media edge (every peer connection and relay) and every
+        socket's timers (sockets close with the server)."""
         if self._sweeper is not None:
             self._sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._sweeper
             self._sweeper = None
         await self.calls.close()
+        await self.edge.close()
         await asyncio.gather(*(link.stop() for link in list(self._links.values())))
 
     async def _sweep_forever(self) -> None:
@@ -369,6 +383,7 @@ class Sandbox:
         state["liveSockets"] = [link.describe() for link in self._links.values()]
         state["faults"] = [record.to_json() for record in self.faults.records]
         state["ledgerSize"] = len(self.ledger)
+        state["signalling"] = self.edge.signalling.describe()
         state["agents"] = [
             {"id": a.id, "name": a.name, "email": a.email, "stationId": a.station_id}
             for a in self.agents

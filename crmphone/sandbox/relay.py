@@ -637,9 +637,10 @@ class TcpDelayProxy:
                     group.create_task(self._read(source, queue, writers))
                     group.create_task(self._write(queue, sink, writers))
         except asyncio.CancelledError:
+            # The proxy is closing. Not re-raised: asyncio's stream callback would log a
+            # cancelled connection handler as an error.
             for each in writers:
                 each.transport.abort()
-            raise
         finally:
             self._handlers.discard(task)
             await _close(writers)

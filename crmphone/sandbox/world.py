@@ -55,6 +55,8 @@ from .config import SandboxConfig, SecondSocketPolicy
 from .topics import TopicRules, TopicVerdict, expand_topic
 
 __all__ = [
+    "ACCEPT_OFF_QUEUE",
+    "AGENT_PERMISSIONS",
     "CLOSE_CHANNEL_EXPIRED",
     "CLOSE_CHANNEL_REMOVED",
     "CLOSE_DISPLACED",
@@ -81,6 +83,20 @@ RATE_WINDOW = 60.0
 
 AUTHORIZATION_CODE_TTL = 60.0
 """How long an authorization code from ``/oauth/authorize`` may be exchanged."""
+
+ACCEPT_OFF_QUEUE = "routing:conversation:acceptOffQueue"
+"""The permission that makes the platform set up an agent's persistent connection at login."""
+
+AGENT_PERMISSIONS = (
+    "conversation:call:view",
+    "conversation:communication:view",
+    "conversation:communication:accept",
+    "routing:agent:view",
+    "telephony:phone:view",
+    "telephony:station:view",
+    "directory:user:view",
+)
+"""Permissions every sandbox agent holds (plausible Genesys names, see topics.py)."""
 
 
 @attrs.frozen
@@ -133,7 +149,7 @@ class Agent:
 
 @attrs.frozen
 class Station:
-    """An agent's WebRTC softphone station (persistent connection enabled)."""
+    """An agent's WebRTC softphone station (``web_rtc_persistent_enabled``: connections persist)."""
 
     id: str
     name: str
@@ -287,8 +303,17 @@ class World:
         self.rng = random.Random(config.seed + 1)
         self.agents: tuple[Agent, ...] = tuple(self._make_agents(config.agents))
         self.stations: dict[str, Station] = {
-            agent.station_id: Station(agent.station_id, f"WebRTC - {agent.name}", agent.id)
+            agent.station_id: Station(
+                agent.station_id,
+                f"WebRTC - {agent.name}",
+                agent.id,
+                web_rtc_persistent_enabled=config.persistent_connections,
+            )
             for agent in self.agents
+        }
+        extra = (ACCEPT_OFF_QUEUE,) if config.accept_off_queue else ()
+        self._permissions: dict[str, tuple[str, ...]] = {
+            agent.id: AGENT_PERMISSIONS + extra for agent in self.agents
         }
         self.queues: tuple[Queue, ...] = tuple(
             Queue(self.ids.uuid(), _QUEUE_NAMES[i % len(_QUEUE_NAMES)] + ("" if i < 6 else f" {i}"))
@@ -337,6 +362,25 @@ class World:
             return self.stations[station_id]
         except KeyError:
             raise _not_found(f"Station {station_id} not found.") from None
+
+    def station_of(self, agent_id: str) -> Station:
+        """The agent's station; NotFoundError (404) for an unknown agent."""
+        return self.stations[self.agent(agent_id).station_id]
+
+    def set_station_persistent(self, station_id: str, enabled: bool) -> Station:
+        """Turn the station's persistent connection setting on or off; returns the new station."""
+        station = attrs.evolve(self.station(station_id), web_rtc_persistent_enabled=enabled)
+        self.stations[station_id] = station
+        return station
+
+    def permissions(self, agent_id: str) -> tuple[str, ...]:
+        """The permissions the agent holds; NotFoundError (404) for an unknown agent."""
+        return self._permissions[self.agent(agent_id).id]
+
+    def set_permission(self, agent_id: str, permission: str, granted: bool) -> None:
+        """Grant (``granted``) or revoke one permission of the agent."""
+        held = tuple(p for p in self.permissions(agent_id) if p != permission)
+        self._permissions[agent_id] = (*held, permission) if granted else held
 
     def queue(self, queue_id: str) -> Queue:
         """The queue with ``queue_id``; NotFoundError (404) when there is none."""
