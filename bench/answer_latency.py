@@ -120,6 +120,10 @@ async def _measured(
 ) -> tuple[dict[str, Any], Any]:
     """The edge's record and our timing of a call, once both saw the first RTP."""
     async with asyncio.timeout(20):
+        # Wait locally first: polling the sandbox's stats while the call is being answered
+        # would load its event loop exactly when the answer is measured.
+        while (timing := phone.timing(conversation_id)) is None or timing.first_rtp_at is None:
+            await asyncio.sleep(0.01)
         while True:
             station = await _station(http, agent_id)
             record = next(
@@ -252,7 +256,14 @@ async def _dead_media() -> dict[str, Any]:
                 )
                 await asyncio.wait_for(watcher, 15)
                 results["mid_call" if mid_call else "between_calls"].append(downs[0] - cut)
-                # the phone told the platform (signalling still works): the next login sets up anew
+                # the phone told the platform (signalling still works); the network comes back,
+                # and the next login sets up anew
+                await _admin(
+                    http,
+                    "POST",
+                    "/sandbox/faults",
+                    {"kind": "media_blackhole", "agentId": agent_id, "on": False},
+                )
     return {key: [round(v, 2) for v in values] for key, values in results.items()}
 
 

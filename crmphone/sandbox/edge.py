@@ -104,6 +104,7 @@ calls in a row differ by at least a fifth, so an analysis cannot mistake one for
 _DISTINCT_TONES = 10
 _TONE_STEP = 1.2
 _RECENTLY_CLOSED = 64
+_CLOSE_GRACE = 0.2
 _FIRST_RTP_WATCH_LIMIT = 86400.0  # cancelled when the call ends; the limit only bounds a leak
 
 
@@ -146,7 +147,6 @@ class _Session:
     sender: Any = None
     receiver: Any = None
     capture: AudioCapture | None = None
-    caller_track: Any = None
     relay: UdpRelay | None = None
     edge_address: tuple[str, int] | None = None
     media_dropped: bool = False
@@ -188,6 +188,7 @@ class _CallMedia:
     first_agent_rtp_at: datetime | None = None
     agent_tone_hz: float | None = None
     playing: bool = False
+    analysed: bool = False
     ended: bool = False
     watcher: asyncio.Task[None] | None = attrs.field(default=None, repr=False)
 
@@ -421,7 +422,7 @@ class MediaEdge:
 
     async def close(self) -> None:
         """Close every peer connection, relay and signalling socket; cancel every task."""
-        self._closed = True
+        self._closed = True  # from here on nothing new is spawned
         closing = []
         for station in self._stations.values():
             self._cancel_idle(station)
@@ -429,20 +430,13 @@ class MediaEdge:
             if session is not None:
                 session.phase = _Phase.CLOSED
                 closing.append(self._close_session(session))
-            for record in station.calls:
-                if record.watcher is not None:
-                    record.watcher.cancel()
         tasks = list(self._tasks)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        # Sessions already closing finish closing (their peer connections must not leak).
+        # Sessions already closing finish closing: their peer connections must not leak.
         await asyncio.gather(*closing, *self._closers, return_exceptions=True)
         await self.signalling.close()
-        tasks = list(self._tasks)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
 
     # ------------------------------------------------------------------ the call observer
 
@@ -618,6 +612,10 @@ class MediaEdge:
                 relay.blackhole = station.blackhole or session.media_dropped
                 session.relay = relay
                 session.edge_address = _webrtc.sdp_candidates(sdp)[0]
+                # Known now, before the offer leaves: the client's first ICE check may reach
+                # the relay before its answer reaches us, and must not be dropped (a dropped
+                # check costs aioice's 500 ms retransmission).
+                relay.connect(edge=session.edge_address)
                 sdp = _webrtc.replace_candidates(sdp, *relay.client_facing)
         except asyncio.CancelledError:
             raise
@@ -635,9 +633,9 @@ class MediaEdge:
 
         if session.relay is not None and session.edge_address is not None:
             candidates = _webrtc.sdp_candidates(sdp)
-            session.relay.connect(
-                edge=session.edge_address, client=candidates[0] if candidates else None
-            )
+            if candidates and session.relay.stats().to_edge.datagrams == 0:
+                # the client has not spoken yet: until it does, replies go to its candidate
+                session.relay.connect(edge=session.edge_address, client=candidates[0])
             sdp = _webrtc.replace_candidates(sdp, *session.relay.edge_facing)
         try:
             await session.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="answer"))
@@ -707,7 +705,18 @@ class MediaEdge:
             # connection until the idle timeout.
             logger.info("media edge: stale session %s went %s; belief kept", session.id, state)
             return
+        if state == "closed" and not self._closed:
+            # The far end closed DTLS in good order; a terminate it sent just before travels on
+            # another socket and may land a moment later. Give it that moment.
+            asyncio.get_running_loop().call_later(
+                _CLOSE_GRACE, self._closed_without_terminate, station, session
+            )
+            return
         self._fail(station, session, f"The media edge's peer connection is {state}.")
+
+    def _closed_without_terminate(self, station: _Station, session: _Session) -> None:
+        if session.phase is not _Phase.CLOSED:
+            self._fail(station, session, "The softphone closed the peer connection unannounced.")
 
     def _fail(self, station: _Station, session: _Session, message: str) -> None:
         record = station.active if station.active and station.active.session is session else None
@@ -758,6 +767,9 @@ class MediaEdge:
         if station.session is session:
             station.session = None
             self._cancel_idle(station)
+        if station.active is not None and station.active.session is session:
+            # The call loses its media; its record keeps what was heard (analysed at its end).
+            station.active = None
         if reason is not None:
             self.signalling.send(station.agent.id, terminate_frame(session.id, reason.value))
         if state is not None:
@@ -778,8 +790,6 @@ class MediaEdge:
                 await session.pc.close()
         except Exception:
             logger.exception("media edge: closing session %s failed", session.id)
-        if session.caller_track is not None:
-            session.caller_track.stop()
         await session.exits.aclose()
 
     # ------------------------------------------------------------------ calls on a connection
@@ -807,9 +817,10 @@ class MediaEdge:
         record.ended = True
         self._stop_watching(record)
         session = record.session
+        if record.playing:
+            self._analyse(record)
         if station.active is record:
             station.active = None
-            self._analyse(record)
             if session is not None and session.phase is not _Phase.CLOSED:
                 self._silence(session)
         if session is None or session.phase is _Phase.CLOSED or station.session is not session:
@@ -833,7 +844,9 @@ class MediaEdge:
             )
 
     def _analyse(self, record: _CallMedia) -> None:
-        if record.agent_tone_hz is None:
+        """Fix the call's ``agentToneHz`` (once: the capture moves on to the next call)."""
+        if not record.analysed:
+            record.analysed = True
             record.agent_tone_hz = self._tone_of(record.session)
 
     @staticmethod
@@ -844,25 +857,20 @@ class MediaEdge:
         return None if frequency is None else round(float(frequency), 1)
 
     def _play(self, session: _Session, frequency: int) -> None:
-        from crmphone.audio import Tone
+        from crmphone.audio import Tone, _switch_track
 
         if session.media_dropped or session.sender is None:
             return
-        self._replace_track(session, Tone(frequency)._open_track())
+        _switch_track(session.sender, Tone(frequency)._open_track())
         if session.capture is not None:
             session.capture.reset()
 
     def _silence(self, session: _Session) -> None:
-        from crmphone.audio import _idle_track
+        """Between calls the sender carries a track that produces no RTP at all."""
+        from crmphone.audio import _idle_track, _switch_track
 
         if session.sender is not None:
-            self._replace_track(session, _idle_track())
-
-    def _replace_track(self, session: _Session, track: Any) -> None:
-        old, session.caller_track = session.caller_track, track
-        session.sender.replaceTrack(track)
-        if old is not None:
-            old.stop()
+            _switch_track(session.sender, _idle_track())
 
     def _watch_first_rtp(self, record: _CallMedia) -> None:
         session = record.session

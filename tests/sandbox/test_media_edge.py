@@ -354,6 +354,24 @@ async def test_station_without_persistence_terminates_after_each_call() -> None:
         assert persistent_states(server, agent.id) == []
 
 
+async def test_peer_connection_closed_without_terminate_is_a_failure() -> None:
+    """The phone drops its peer connection while its socket stays open: the edge reports FAILED,
+    sends terminate(media_failure) and the call on it ends."""
+    async with running(media_config()) as (server, api):
+        agent = server.sandbox.agents[0]
+        async with EdgeTestPhone(server, api, agent.id) as phone:
+            conversation_id, propose = await first_call(server, phone)
+            await phone.close_media()
+            terminate = await phone.expect("terminate")
+            assert (terminate["sessionId"], terminate["reason"]) == (
+                propose["sessionId"],
+                "media_failure",
+            )
+            call = await server.sandbox.calls.wait_closed(conversation_id)
+            assert call.agent.disconnect_type == "client"
+        assert persistent_states(server, agent.id) == ["ACTIVE_CALL", "FAILED"]
+
+
 @pytest.mark.parametrize(
     ("reason", "state"), [("manual", "DISCONNECTED"), ("media_failure", "FAILED")]
 )
@@ -432,11 +450,12 @@ async def test_outbound_call_sets_up_the_agents_own_leg() -> None:
 # ---------------------------------------------------------------------- the stale connection
 
 
-async def test_stale_client_makes_calls_fail_until_the_timeout() -> None:
+@pytest.mark.parametrize("relay", [False, True])
+async def test_stale_client_makes_calls_fail_until_the_timeout(relay: bool) -> None:
     """The client vanishes without terminate: the edge keeps believing in the connection, calls to
     the agent fail (alerting timeout) with nothing on the new socket, until the idle timeout;
-    then the next call proposes again."""
-    config = media_config(persistent_timeout=1.5, alerting_timeout=0.3)
+    then the next call proposes again. The media is dropped (blackholed in the relay)."""
+    config = media_config(persistent_timeout=1.5, alerting_timeout=0.3, media_relay=relay)
     async with running(config) as (server, api):
         agent = server.sandbox.agents[0]
         async with EdgeTestPhone(server, api, agent.id) as phone:
@@ -451,6 +470,10 @@ async def test_stale_client_makes_calls_fail_until_the_timeout() -> None:
             assert phone.ws is not None
             await phone.ws.wait_closed()
             assert phone.ws.close_code == 1006  # aborted: no close frame
+            connection = server.sandbox.edge.station_stats(agent.id)["connection"]
+            assert connection["mediaDropped"] is True
+            if relay:
+                assert connection["relay"]["blackhole"] is True
             await phone.open_socket()  # the softphone comes back; the platform still believes
 
             failed = await server.sandbox.calls.place_inbound(agent.id, auto=False)
@@ -513,7 +536,11 @@ async def test_media_delay_shows_in_the_first_rtp_of_a_patch_answered_call() -> 
         connected = datetime.fromisoformat(record["connectedAt"])
         first_rtp = datetime.fromisoformat(record["firstAgentRtpAt"])
         round_trip_ms = (first_rtp - connected).total_seconds() * 1000
-        print(f"\nrelay 2 x 50 ms: answer -> agent's first RTP {round_trip_ms:.1f} ms")
+        print(
+            f"\nrelay 2 x 50 ms: answer -> agent's first RTP {round_trip_ms:.1f} ms; answer "
+            f"latency fresh {stats['calls'][0]['answerLatencyMs']} ms, "
+            f"persistent {record['answerLatencyMs']} ms"
+        )
         assert 95 <= round_trip_ms <= 300
         assert record["answerLatencyMs"] >= 100
         fresh = stats["calls"][0]["answerLatencyMs"]
