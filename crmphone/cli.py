@@ -13,13 +13,16 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 import click
 
 from crmphone.errors import AuthenticationError, CrmphoneError, UsageError
 from crmphone.notifications import ChannelSettings, CloseDiagnosis, NotificationStream, Resync
+
+if TYPE_CHECKING:
+    from crmphone.sandbox import SandboxServer
 
 __all__ = ["main"]
 
@@ -68,7 +71,7 @@ def sandbox(
     Login and API are served on the one port. Credentials: CRMPHONE_CLIENT_ID and
     CRMPHONE_CLIENT_SECRET when set, otherwise the demo ones (printed).
     """
-    from crmphone.sandbox import SandboxConfig, SandboxServer, serve
+    from crmphone.sandbox import SandboxConfig, serve
 
     _configure_logging(verbose)
     client_id = os.environ.get("CRMPHONE_CLIENT_ID") or DEMO_CLIENT_ID
@@ -363,8 +366,7 @@ async def _demo(*, calls: int, duration: float, verbose: int) -> int:
     help="Base URL of a running `crmphone sandbox`; default: start one in this process.",
 )
 @click.option("--agent", help="Sandbox agent to sign in as (user id; default: the first agent).")
-@click.option("--api-base", help="Genesys Cloud API base (with --login-base or --region).")
-@click.option("--login-base", help="Genesys Cloud login base URL.")
+@click.option("--api-base", help="Genesys Cloud API base URL (or --region).")
 @click.option("--region", help="Region shorthand instead of the two bases, e.g. mypurecloud.de.")
 @click.option("--auto-answer", is_flag=True, help="Answer every call at once.")
 @click.option("--keep-mic-live", is_flag=True, help="Send microphone audio between calls too.")
@@ -401,22 +403,7 @@ async def _demo(*, calls: int, duration: float, verbose: int) -> int:
 )
 @click.option("--duration", type=click.FloatRange(min=0.1), help="Quit after this many seconds.")
 @click.option("-v", "--verbose", count=True, help="More logging on stderr (-v, -vv).")
-def softphone(
-    sandbox_url: str | None,
-    agent: str | None,
-    api_base: str | None,
-    login_base: str | None,
-    region: str | None,
-    auto_answer: bool,
-    keep_mic_live: bool,
-    inactivity_timeout: float,
-    tone: float,
-    audio_file: str | None,
-    ice_hosts: tuple[str, ...],
-    call_every: float,
-    duration: float | None,
-    verbose: int,
-) -> None:
+def softphone(verbose: int, **options: Any) -> None:
     """A terminal softphone for one agent, with a persistent WebRTC connection.
 
     Against the sandbox by default (started in this process, calling the agent every
@@ -425,23 +412,8 @@ def softphone(
     d dial, s stop the persistent connection (S forces it during a call), q quit.
     """
     _configure_logging(verbose)
-    options = _SoftphoneOptions(
-        sandbox_url=sandbox_url,
-        agent=agent,
-        api_base=api_base,
-        login_base=login_base,
-        region=region,
-        auto_answer=auto_answer,
-        keep_mic_live=keep_mic_live,
-        inactivity_timeout=inactivity_timeout,
-        tone=tone,
-        audio_file=audio_file,
-        ice_hosts=ice_hosts,
-        call_every=call_every,
-        duration=duration,
-    )
     try:
-        code = asyncio.run(_softphone(options))
+        code = asyncio.run(_softphone(_SoftphoneOptions(**options)))
     except KeyboardInterrupt:
         click.echo("interrupted: logged out", err=True)
         sys.exit(0)
@@ -452,10 +424,11 @@ def softphone(
 
 @attrs.frozen
 class _SoftphoneOptions:
+    """The options of `crmphone softphone`, as click parsed them."""
+
     sandbox_url: str | None
     agent: str | None
     api_base: str | None
-    login_base: str | None
     region: str | None
     auto_answer: bool
     keep_mic_live: bool
@@ -493,7 +466,7 @@ async def _softphone(options: _SoftphoneOptions) -> int:
                 await asyncio.gather(calling, return_exceptions=True)
 
 
-async def _call_repeatedly(server: Any, agent_id: str, every: float) -> None:
+async def _call_repeatedly(server: SandboxServer, agent_id: str, every: float) -> None:
     while True:
         await asyncio.sleep(every)
         with contextlib.suppress(CrmphoneError):

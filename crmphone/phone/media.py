@@ -27,7 +27,7 @@ from aiortc import MediaStreamTrack, RTCRtpTransceiver, RTCSessionDescription
 
 from crmphone import _webrtc
 from crmphone._webrtc import IceSettings
-from crmphone.audio import AudioSink, AudioSource, _idle_track
+from crmphone.audio import AudioSink, AudioSource, _idle_track, _switch_track
 
 from .liveness import MediaLiveness
 
@@ -66,25 +66,13 @@ class MediaSession:
         self._pc = _webrtc.create_peer_connection(ice)
         self._transceiver: RTCRtpTransceiver | None = None
         self._offered = asyncio.Event()
-        self._track: MediaStreamTrack | None = None
         self._microphone_live = False
         self._tasks: set[asyncio.Task[None]] = set()
         self._closing = False
         self._reported = False
-        self.created_at = time.monotonic()
-        self.connected_at: float | None = None
+        self._connected = False
         self._pc.on("track", self._consume)
         self._pc.on("connectionstatechange", self._state_changed)
-
-    @property
-    def state(self) -> str:
-        """aiortc's connection state: new, connecting, connected, failed, closed."""
-        return str(self._pc.connectionState)
-
-    @property
-    def microphone_live(self) -> bool:
-        """Whether the microphone (the configured source) is what we send now."""
-        return self._microphone_live
 
     async def accept_offer(self, sdp: str, *, microphone_live: bool) -> str:
         """Take the edge's offer and return our answer's SDP (ICE then runs by itself)."""
@@ -106,14 +94,11 @@ class MediaSession:
         if self._transceiver is None:
             self._microphone_live = live
             return
-        if live == self._microphone_live and self._track is not None:
+        sender = self._transceiver.sender
+        if live == self._microphone_live and sender.track is not None:
             return
-        new = self._source._open_track() if live else _idle_track()
-        old, self._track = self._track, new
-        self._transceiver.sender.replaceTrack(new)
+        _switch_track(sender, self._source._open_track() if live else _idle_track())
         self._microphone_live = live
-        if old is not None:
-            old.stop()
 
     async def first_rtp_after(self, mark: datetime, within: float) -> datetime | None:
         """When the first RTP packet later than ``mark`` arrived from the edge (None: none came)."""
@@ -130,10 +115,11 @@ class MediaSession:
         self._closing = True
         for task in list(self._tasks):
             task.cancel()
+        track = self._transceiver.sender.track if self._transceiver is not None else None
         with contextlib.suppress(Exception):
             await self._pc.close()
-        if self._track is not None:
-            self._track.stop()
+        if track is not None:
+            track.stop()
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
     # ------------------------------------------------------------------ internals
@@ -148,8 +134,8 @@ class MediaSession:
 
     def _state_changed(self) -> None:
         state = self._pc.connectionState
-        if state == "connected" and self.connected_at is None:
-            self.connected_at = time.monotonic()
+        if state == "connected" and not self._connected:
+            self._connected = True
             self._on_up()
             self._spawn(self._watch(), f"crmphone-media-liveness-{self.session_id}")
         elif state in ("failed", "closed") and not self._closing:

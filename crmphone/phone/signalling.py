@@ -268,7 +268,7 @@ class JsonSignalling:
 
     async def _run(self) -> None:
         first = True
-        while not self._closed:
+        while True:  # until aclose() cancels this task
             try:
                 channel = await self._client.create_channel(streaming=True)
                 async with websockets.connect(
@@ -294,13 +294,8 @@ class JsonSignalling:
             finally:
                 self._connected.clear()
                 self._socket = None
-            if self._stopping():
-                return
             self._queue.put_nowait(SignallingClosed(code, reason))
             await asyncio.sleep(self._backoff.next_delay())
-
-    def _stopping(self) -> bool:
-        return self._closed
 
     async def _read(self, socket: ClientConnection) -> None:
         with contextlib.suppress(websockets.ConnectionClosed):

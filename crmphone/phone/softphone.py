@@ -85,13 +85,7 @@ CallState = Literal["ringing", "connected", "ended"]
 _RINGING = {"alerting", "offering", "contacting"}
 _CONNECTED = {"connected", "dialing"}
 _ENDED = {"disconnected", "terminated"}
-
-_TERMINATE_REASONS = {
-    "idle_timeout": DownReason.IDLE_TIMEOUT,
-    "logout": DownReason.LOGOUT,
-    "manual": DownReason.MANUAL,
-    "media_failure": DownReason.MEDIA_FAILURE,
-}
+_DOWN_REASONS = {reason.value for reason in DownReason}
 
 
 @attrs.frozen
@@ -211,6 +205,7 @@ class Softphone:
         self._policy: ConnectionPolicy | None = None
         self._stream: NotificationStream | None = None
         self._media: MediaSession | None = None
+        self._media_ready = asyncio.Event()
         self._proceeded: str | None = None
         self._lock = asyncio.Lock()
         self._wake = asyncio.Event()
@@ -423,21 +418,19 @@ class Softphone:
             return
         self._calls[conversation.id] = call
         if state == "ended":
-            self._forget_later(conversation.id)
+            self._prune_ended_calls()
+        if state == "ringing" and previous is None:
+            self._timings[conversation.id] = CallTiming(
+                conversation.id, self._clock.wall(), None, None, False
+            )
+        self._publish(CallUpdate(call, self._clock.wall()))
         if previous is None or previous.state != state:
-            if state == "ringing":
-                self._timings[conversation.id] = CallTiming(
-                    conversation.id, self._clock.wall(), None, None, False
-                )
             step = {
                 "ringing": policy.call_alerting,
                 "connected": policy.call_connected,
                 "ended": policy.call_ended,
             }[state]
-            self._publish(CallUpdate(call, self._clock.wall()))
             await self._apply(lambda: step(conversation.id))
-        else:
-            self._publish(CallUpdate(call, self._clock.wall()))
 
     def _my_leg(self, conversation: CallConversation) -> Participant | None:
         mine = [
@@ -496,7 +489,7 @@ class Softphone:
                     return
                 if message.reason == "call_ended":
                     return  # a station without persistence: the call's end closes it already
-                reason = _TERMINATE_REASONS.get(message.reason)
+                reason = DownReason(message.reason) if message.reason in _DOWN_REASONS else None
                 detail = f"the platform ended it: {message.reason}"
                 await self._apply(
                     lambda: policy.platform_state("DISCONNECTED", detail=detail, reason=reason)
@@ -527,6 +520,7 @@ class Softphone:
             liveness_window=self.settings.liveness_window,
         )
         self._media = media
+        self._media_ready.set()
         try:
             answer = await media.accept_offer(offer.sdp, microphone_live=policy.microphone_live)
             await self._signalling.answer(offer.session_id, answer)
@@ -618,6 +612,7 @@ class Softphone:
 
     async def _close_connection(self, reason: str, tell_platform: bool) -> None:
         media, self._media = self._media, None
+        self._media_ready.clear()
         if tell_platform:
             try:
                 session_id = media.session_id if media is not None else None
@@ -651,14 +646,16 @@ class Softphone:
     async def _measure_first_rtp(
         self, conversation_id: str, mark: datetime, policy: ConnectionPolicy
     ) -> None:
-        # For a first call the media session does not exist yet: wait for it.
-        for _ in range(int(self.settings.setup_timeout / 0.005)):
-            if self._media is not None:
-                break
-            await asyncio.sleep(0.005)
-        if self._media is None:
+        # For a first call the media session does not exist yet: wait for the offer to make it.
+        try:
+            async with asyncio.timeout(self.settings.setup_timeout):
+                await self._media_ready.wait()
+        except TimeoutError:
             return
-        first = await self._media.first_rtp_after(mark, self.settings.setup_timeout)
+        media = self._media
+        if media is None:
+            return
+        first = await media.first_rtp_after(mark, self.settings.setup_timeout)
         timing = self._timings.get(conversation_id)
         if timing is not None and first is not None:
             self._timings[conversation_id] = attrs.evolve(timing, first_rtp_at=first)
@@ -669,7 +666,7 @@ class Softphone:
         for queue in self._listeners:
             queue.put_nowait(update)
 
-    def _forget_later(self, conversation_id: str) -> None:
+    def _prune_ended_calls(self) -> None:
         # Keep ended calls a while (late duplicates must not ring again), but not forever.
         ended = [cid for cid, call in self._calls.items() if call.state == "ended"]
         for old in ended[:-100]:

@@ -22,8 +22,7 @@ from collections.abc import Iterable
 from typing import Any
 
 import attrs
-from starlette.responses import JSONResponse
-from starlette.websockets import WebSocket, WebSocketDisconnect
+from starlette.websockets import WebSocket
 
 from crmphone.clock import Clock, SystemClock
 from crmphone.errors import NotFoundError
@@ -33,6 +32,7 @@ from .calls import CallGenerator
 from .config import SandboxConfig
 from .edge import MediaEdge
 from .faults import Faults
+from .links import QueuedSocket, refuse_unknown_channel
 from .world import CLOSE_CHANNEL_REMOVED, Agent, CloseSocket, Queue, World
 
 __all__ = ["TRANSPORT_EXTENSION", "Emitted", "Sandbox", "SocketLink"]
@@ -59,14 +59,8 @@ class Emitted:
     emitted_at: float = attrs.field(default=0.0, eq=False)
 
 
-@attrs.frozen
-class _Close:
-    code: int
-    reason: str
-
-
-class SocketLink:
-    """One open WebSocket: send queue, heartbeat timer, and the switches faults flip.
+class SocketLink(QueuedSocket):
+    """One open notification WebSocket: send queue, heartbeat timer, and the switches faults flip.
 
     Created by :meth:`Sandbox.serve_socket` when a client connects; gone when it disconnects.
     """
@@ -79,69 +73,32 @@ class SocketLink:
         transport: asyncio.Transport | None,
         sandbox: Sandbox,
     ) -> None:
-        self.id = socket_id
+        super().__init__(socket_id, websocket, transport)
         self.channel_id = channel_id
-        self.websocket = websocket
-        self.transport = transport
         self.silenced = False
-        self.closing = False
-        self.frames_sent = 0
-        self.close_requested: tuple[int, str] | None = None
         self.peer_close: tuple[int, str] | None = None
         self._sandbox = sandbox
-        self._queue: asyncio.Queue[str | bytes | _Close] = asyncio.Queue()
-        self._tasks: list[asyncio.Task[None]] = []
         self._timers: list[asyncio.TimerHandle] = []
 
     def start(self) -> None:
         """Start the sender and the heartbeat timer."""
-        loop = asyncio.get_running_loop()
-        self._tasks = [
-            loop.create_task(self._send_forever(), name=f"sandbox-{self.id}-sender"),
-            loop.create_task(self._heartbeat_forever(), name=f"sandbox-{self.id}-heartbeat"),
-        ]
+        super().start()
+        self._tasks.append(
+            asyncio.get_running_loop().create_task(
+                self._heartbeat_forever(), name=f"sandbox-{self.id}-heartbeat"
+            )
+        )
 
     async def stop(self) -> None:
         """Cancel the sender, heartbeats and pending delayed closes (the socket has ended)."""
         for timer in self._timers:
             timer.cancel()
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-
-    @property
-    def queued(self) -> int:
-        """Frames waiting in the send queue."""
-        return self._queue.qsize()
-
-    def send(self, frame: str | bytes) -> bool:
-        """Queue a frame; False (nothing queued) once the link is closing."""
-        if self.closing:
-            return False
-        self._queue.put_nowait(frame)
-        return True
-
-    def close(self, code: int, reason: str, notice: str | None = None) -> None:
-        """Queue ``notice`` (if any) and a close frame behind everything already queued."""
-        if self.closing:
-            return
-        if notice is not None:
-            self._queue.put_nowait(notice)
-        self._queue.put_nowait(_Close(code, reason))
-        self.closing = True
-        self.close_requested = (code, reason)
+        await super().stop()
 
     def close_later(self, delay: float, code: int, reason: str) -> None:
         """Close the socket ``delay`` seconds from now; frames keep flowing until then."""
         loop = asyncio.get_running_loop()
         self._timers.append(loop.call_later(delay, self.close, code, reason))
-
-    def abort(self) -> None:
-        """Drop the TCP connection at once: no close frame (a dead link, a crashed proxy)."""
-        if self.transport is None:
-            raise NotImplementedError("this server does not expose WebSocket transports")
-        self.closing = True
-        self.transport.abort()
 
     def silence(self) -> None:
         """Go dead but stay open: no heartbeats, events or pongs; stop reading the socket.
@@ -157,22 +114,6 @@ class SocketLink:
         self.silenced = False
         if self.transport is not None and not self.transport.is_closing():
             self.transport.resume_reading()
-
-    async def _send_forever(self) -> None:
-        while True:
-            frame = await self._queue.get()
-            try:
-                if isinstance(frame, _Close):
-                    await self.websocket.close(frame.code, frame.reason)
-                    return
-                if isinstance(frame, str):
-                    await self.websocket.send_text(frame)
-                else:
-                    await self.websocket.send_bytes(frame)
-            except (WebSocketDisconnect, OSError, RuntimeError) as exc:
-                logger.debug("socket %s: send failed (%s); the reader will clean up", self.id, exc)
-                return
-            self.frames_sent += 1
 
     async def _heartbeat_forever(self) -> None:
         interval = self._sandbox.config.heartbeat_interval
@@ -313,7 +254,7 @@ class Sandbox:
         channel_id = str(websocket.path_params["channel_id"])
         if not self.world.has_channel(channel_id):
             self.world.counters["sockets_refused"] += 1
-            await self._refuse(websocket, channel_id)
+            await refuse_unknown_channel(websocket, self.world.correlation_ids.uuid(), channel_id)
             return
         await websocket.accept()
         try:
@@ -334,17 +275,6 @@ class Sandbox:
             self._links.pop(record.id, None)
             self.world.counters["sockets_closed"] += 1
             await link.stop()
-
-    async def _refuse(self, websocket: WebSocket, channel_id: str) -> None:
-        if "websocket.http.response" in (websocket.scope.get("extensions") or {}):
-            context_id = self.world.correlation_ids.uuid()
-            body = wire.error_body(404, "not.found", f"Channel {channel_id} not found.", context_id)
-            response = JSONResponse(
-                body, status_code=404, headers={"ININ-Correlation-Id": context_id}
-            )
-            await websocket.send_denial_response(response)
-        else:  # servers without the denial extension answer 403
-            await websocket.close(CLOSE_CHANNEL_REMOVED.code, CLOSE_CHANNEL_REMOVED.reason)
 
     async def _read(self, link: SocketLink) -> None:
         while True:

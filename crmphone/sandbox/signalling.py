@@ -40,13 +40,13 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 import attrs
-from starlette.responses import JSONResponse
-from starlette.websockets import WebSocket, WebSocketDisconnect
+from starlette.websockets import WebSocket
 
 from crmphone.errors import BadRequestError
 
 from . import wire
-from .world import CLOSE_CHANNEL_REMOVED, CLOSE_DISPLACED, Token, World
+from .links import QueuedSocket, refuse_unknown_channel
+from .world import CLOSE_DISPLACED, Token, World
 
 __all__ = [
     "CLIENT_TERMINATE_REASONS",
@@ -284,13 +284,7 @@ class SignallingHandler(Protocol):
         """
 
 
-@attrs.frozen
-class _Close:
-    code: int
-    reason: str
-
-
-class SignallingLink:
+class SignallingLink(QueuedSocket):
     """One open signalling socket: its send queue and the TCP transport the faults abort.
 
     Created by :meth:`SignallingServer.serve` for each accepted socket.
@@ -304,62 +298,10 @@ class SignallingLink:
         websocket: WebSocket,
         transport: asyncio.Transport | None,
     ) -> None:
-        self.id = socket_id
+        super().__init__(socket_id, websocket, transport)
         self.agent_id = agent_id
         self.channel_id = channel_id
-        self.websocket = websocket
-        self.transport = transport
-        self.closing = False
-        self.frames_sent = 0
         self.frames_received = 0
-        self._queue: asyncio.Queue[str | _Close] = asyncio.Queue()
-        self._sender: asyncio.Task[None] | None = None
-
-    def start(self) -> None:
-        """Start the sender task."""
-        self._sender = asyncio.get_running_loop().create_task(
-            self._send_forever(), name=f"sandbox-signalling-{self.id}-sender"
-        )
-
-    async def stop(self) -> None:
-        """Cancel the sender (the socket has ended)."""
-        if self._sender is not None:
-            self._sender.cancel()
-            await asyncio.gather(self._sender, return_exceptions=True)
-
-    def send(self, frame: str) -> bool:
-        """Queue a text frame; False (nothing queued) once the link is closing."""
-        if self.closing:
-            return False
-        self._queue.put_nowait(frame)
-        return True
-
-    def close(self, code: int, reason: str) -> None:
-        """Queue a close frame behind everything already queued."""
-        if self.closing:
-            return
-        self.closing = True
-        self._queue.put_nowait(_Close(code, reason))
-
-    def abort(self) -> None:
-        """Drop the TCP connection at once, without a close frame (the client vanished)."""
-        if self.transport is None:
-            raise NotImplementedError("this server does not expose WebSocket transports")
-        self.closing = True
-        self.transport.abort()
-
-    async def _send_forever(self) -> None:
-        while True:
-            frame = await self._queue.get()
-            try:
-                if isinstance(frame, _Close):
-                    await self.websocket.close(frame.code, frame.reason)
-                    return
-                await self.websocket.send_text(frame)
-            except (WebSocketDisconnect, OSError, RuntimeError) as exc:
-                logger.debug("signalling %s: send failed (%s); the reader cleans up", self.id, exc)
-                return
-            self.frames_sent += 1
 
     def describe(self) -> dict[str, Any]:
         """JSON-ready facts for the sandbox state."""
@@ -465,7 +407,11 @@ class SignallingServer:
         channel = self.channel(str(websocket.path_params["channel_id"]))
         if channel is None:
             self.counters["signalling_refused"] += 1
-            await self._refuse(websocket, str(websocket.path_params["channel_id"]))
+            await refuse_unknown_channel(
+                websocket,
+                self._world.correlation_ids.uuid(),
+                str(websocket.path_params["channel_id"]),
+            )
             return
         await websocket.accept()
         self._sequence += 1
@@ -495,17 +441,6 @@ class SignallingServer:
                 del self._links[channel.user_id]
                 self._notify(self._handler.signalling_closed, channel.user_id)
             self.counters["signalling_closed"] += 1
-
-    async def _refuse(self, websocket: WebSocket, channel_id: str) -> None:
-        if "websocket.http.response" in (websocket.scope.get("extensions") or {}):
-            context_id = self._world.correlation_ids.uuid()
-            body = wire.error_body(404, "not.found", f"Channel {channel_id} not found.", context_id)
-            response = JSONResponse(
-                body, status_code=404, headers={"ININ-Correlation-Id": context_id}
-            )
-            await websocket.send_denial_response(response)
-        else:  # servers without the denial extension answer 403
-            await websocket.close(CLOSE_CHANNEL_REMOVED.code, CLOSE_CHANNEL_REMOVED.reason)
 
     async def _read(self, link: SignallingLink) -> None:
         while True:
