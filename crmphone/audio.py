@@ -36,11 +36,12 @@ frame's format differs from the first one it encoded. So every track made here:
   (``pts = slot * 960``, slot = 20 ms since an epoch fixed at import), so that when tracks follow
   each other on a sender (tone A, idle, tone B) the RTP timestamps keep increasing with the wall
   clock, and aiortc's persistent encoder and the far end's jitter buffer see one continuous stream
-  with a gap. A track's first frame is returned at once (stamped with the next slot); every later
-  frame is returned when its slot is due, never before. So a track opened after another returned
-  its second frame starts on a later slot;
+  with a gap. A track's first frame is returned at once, stamped with the next slot or, when
+  :func:`_switch_track` told it which track it follows, the slot after that track's last frame
+  if that is later; every later frame is returned when its slot is due, never before;
 * answers a ``recv()`` that is pending when the track is stopped with one more frame (the idle
-  track: one frame of silence, on a slot after anything it could have followed), and raises
+  track: one frame of silence, on a slot after anything it followed, at once when it knows what
+  that was), and raises
   ``MediaStreamError`` only from a ``recv()`` called after the stop. Hence the switching rule:
   **first** ``sender.replaceTrack(new)``, **then** ``old.stop()`` (see :func:`_switch_track`);
   stopping first would end the sender.
@@ -135,11 +136,35 @@ def _make_frame(payload: bytes, slot: int) -> av.AudioFrame:
 
 
 class _FrameClock:
-    """Hands one track its slots: the first one at once (the next slot), later ones when due."""
+    """Hands one track its slots: the first one at once (the next slot), later ones when due.
+
+    Frames on one sender must carry increasing slots across the tracks that follow each other
+    on it. When :func:`_switch_track` put this track on its sender, it knows the track it follows
+    (or that nothing came before), so its first slot need only come after that track's last one
+    and nothing has to wait. A track put on a sender some other way cannot know what came before
+    and stays on the safe side: its release frame waits for a slot two after its reader began
+    waiting.
+    """
 
     def __init__(self) -> None:
         self.started: int | None = None
         self.last: int | None = None
+        self._follows: _FrameClock | None = None
+        self._follows_known = False
+
+    def follow(self, previous: _FrameClock | None) -> None:
+        """This track comes after ``previous``'s on its sender (None: after nothing)."""
+        self._follows, self._follows_known = previous, True
+
+    def floor(self) -> int | None:
+        """The lowest slot this track's next frame may carry; None when that is unknown."""
+        if self.last is not None:
+            return self.last + 1
+        if not self._follows_known:
+            return None
+        # The sender read the previous track to its end before reading this one, so its last
+        # slot is final by now. The chain is at most a few tracks long: see _take().
+        return 0 if self._follows is None else self._follows.floor()
 
     def reading(self) -> None:
         """Note that a reader began waiting on this track (the first time only)."""
@@ -149,40 +174,54 @@ class _FrameClock:
     async def next_slot(self) -> int:
         now = _slot_now()
         if self.last is None:
-            slot = now + 1
+            slot = max(now + 1, self.floor() or 0)
         elif self.last + 1 < now - _MAX_LAG_SLOTS:
             slot = now
         else:
             slot = self.last + 1
             await _sleep_until_due(slot)
-        self.last = slot
-        return slot
+        return self._take(slot)
 
     async def release_slot(self) -> int:
-        """A slot for one last frame that sorts after everything before it, on this or any track.
+        """A slot for one last frame that sorts after everything before it on this sender.
 
-        After this track's last slot or, if it never returned a frame, two slots after its reader
-        began waiting (whatever that reader got before, from another track, carried a slot at most
-        one after that). Returned when due, so a track read next starts on a later slot still.
+        Known floor (this track returned frames, or _switch_track told it what it follows): the
+        slot after that, at once — the track read next is told about this one in turn. Unknown:
+        two slots after this track's reader began waiting (whatever that reader got before, from
+        another track, carried a slot at most one after that), returned only when due, so that a
+        track read next starts on a later slot even if it knows nothing of this one.
         """
         self.reading()
+        floor = self.floor()
+        if floor is not None:
+            return self._take(max(_slot_now(), floor))
         assert self.started is not None
-        floor = self.started + 2 if self.last is None else self.last + 1
-        slot = max(_slot_now(), floor)
+        slot = max(_slot_now(), self.started + 2)
         await _sleep_until_due(slot)
+        return self._take(slot)
+
+    def _take(self, slot: int) -> int:
         self.last = slot
+        self._follows = None  # our own last slot says it all now; let the old track go
         return slot
 
 
-class _GeneratedTrack(MediaStreamTrack):
-    """A paced track computing each frame's payload from its slot."""
+class _GridTrack(MediaStreamTrack):
+    """An audio track of this module: frames on the process grid, paced by a _FrameClock."""
 
     kind = "audio"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._clock = _FrameClock()
+
+
+class _GeneratedTrack(_GridTrack):
+    """A paced track computing each frame's payload from its slot."""
 
     def __init__(self, payload: Callable[[int], bytes]) -> None:
         super().__init__()
         self._payload = payload
-        self._clock = _FrameClock()
 
     async def recv(self) -> av.AudioFrame:
         if self.readyState != "live":
@@ -192,15 +231,12 @@ class _GeneratedTrack(MediaStreamTrack):
         return _make_frame(self._payload(slot), slot)
 
 
-class _IdleTrack(MediaStreamTrack):
+class _IdleTrack(_GridTrack):
     """The paused microphone: ``recv()`` waits (no timer, no polling) until the track is stopped."""
-
-    kind = "audio"
 
     def __init__(self) -> None:
         super().__init__()
         self._stopped = asyncio.Event()
-        self._clock = _FrameClock()
 
     async def recv(self) -> av.AudioFrame:
         if self.readyState != "live":
@@ -230,15 +266,21 @@ def _switch_track(sender: RTCRtpSender, track: MediaStreamTrack) -> None:
     """Make ``sender`` send ``track`` from now on and stop the track it sent before.
 
     In that order: the stop releases the sender's pending read of the old track; stopping first
-    would end the sender.
+    would end the sender. A track of this module learns which one it follows, so its first frame
+    goes out at once instead of waiting for a slot that surely sorts after the old track's.
     """
-    old = sender.track
+    old: MediaStreamTrack | None = sender.track  # None before the first track
+    if isinstance(track, _GridTrack):
+        if old is None:
+            track._clock.follow(None)
+        elif isinstance(old, _GridTrack):
+            track._clock.follow(old._clock)
     sender.replaceTrack(track)
     if old is not None and old is not track:
         old.stop()
 
 
-class _NormalisedTrack(MediaStreamTrack):
+class _NormalisedTrack(_GridTrack):
     """Any aiortc audio track, re-cut to s16 stereo 48 kHz 20 ms frames on the process grid.
 
     A pump task reads the inner track from the first ``recv()`` on; frames are paced like a
@@ -246,12 +288,9 @@ class _NormalisedTrack(MediaStreamTrack):
     stopped) rather than ending a sender it may be feeding.
     """
 
-    kind = "audio"
-
     def __init__(self, inner: MediaStreamTrack) -> None:
         super().__init__()
         self._inner = inner
-        self._clock = _FrameClock()
         self._queue: asyncio.Queue[bytes | None] = asyncio.Queue()
         self._pump_task: asyncio.Task[None] | None = None
         self.source_ended = asyncio.Event()

@@ -7,6 +7,7 @@ import array
 import asyncio
 import contextlib
 import fractions
+import functools
 import itertools
 import math
 import random
@@ -21,6 +22,7 @@ import pytest
 from aiortc import MediaStreamTrack, RTCPeerConnection, RTCRtpTransceiver
 from aiortc.mediastreams import AudioStreamTrack, MediaStreamError
 
+from crmphone import audio
 from crmphone._webrtc import (
     LOOPBACK_ICE,
     create_peer_connection,
@@ -238,6 +240,67 @@ async def test_an_idle_track_stopped_right_after_a_first_frame_still_sorts_after
     next_first = await tone_b.recv()
     tone_b.stop()
     assert strictly_increasing(pts_of([first, released, next_first]))
+
+
+class SenderStub:
+    """What _switch_track needs of an RTCRtpSender: its track, and replaceTrack."""
+
+    def __init__(self) -> None:
+        self.track: MediaStreamTrack | None = None
+
+    def replaceTrack(self, track: MediaStreamTrack | None) -> None:  # noqa: N802 - aiortc's name
+        self.track = track
+
+
+async def test_a_call_right_after_the_last_one_starts_without_waiting_for_a_slot(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Tracks switched by _switch_track know what they follow: release and first frame at once.
+
+    The case of back-to-back calls: the idle track was read for a moment only, so the safe floor
+    (two slots after its read began) would hold the next call's first packet up to 40 ms.
+    """
+    sender = SenderStub()
+    switch = functools.partial(audio._switch_track, sender)
+    switch(Tone(440)._open_track())
+    assert sender.track is not None
+    seen = [await sender.track.recv() for _ in range(3)]
+    switch(_idle_track())
+    idle = sender.track
+    waiting = asyncio.ensure_future(idle.recv())
+    await asyncio.sleep(0)
+
+    slept: list[int] = []
+
+    async def no_sleep(slot: int) -> None:
+        slept.append(slot)
+
+    monkeypatch.setattr(audio, "_sleep_until_due", no_sleep)
+    switch(Tone(880)._open_track())  # the next call, within the same 20 ms slot
+    seen.append(await waiting)
+    seen.append(await sender.track.recv())
+    assert slept == []
+    assert strictly_increasing(pts_of(seen)), pts_of(seen)
+    assert bytes(seen[3].planes[0]) == bytes(FRAME * 4)
+
+
+async def test_switched_tracks_never_share_a_slot_even_when_switched_before_being_read() -> None:
+    """A track replaced before the sender read it still passes on what it followed."""
+    sender = SenderStub()
+    switch = functools.partial(audio._switch_track, sender)
+    switch(_idle_track())
+    assert sender.track is not None
+    first_idle = sender.track
+    waiting = asyncio.ensure_future(first_idle.recv())
+    await asyncio.sleep(0)
+    switch(Tone(500)._open_track())
+    seen = [await waiting]
+    tone = sender.track
+    seen.append(await tone.recv())  # one frame of a short call: stamped one slot ahead
+    switch(_idle_track())  # hung up at once ...
+    switch(Tone(700)._open_track())  # ... and the next call before the sender read the idle track
+    seen += [await sender.track.recv() for _ in range(2)]
+    assert strictly_increasing(pts_of(seen)), pts_of(seen)
 
 
 async def test_a_tone_stopped_while_a_read_is_pending_answers_it_then_ends() -> None:
