@@ -8,6 +8,11 @@ needed; the server binds to loopback). Handlers are thin: they parse, call the
 JSON. Every ``/api/v2`` answer carries ``ININ-Correlation-Id``; every error body has Genesys's
 ``message``, ``code``, ``status``, ``contextId``.
 
+``POST /api/v2/analytics/conversations/details/query`` answers the subset of Genesys's conversation
+detail query that finds calls after a notification gap: ``interval``, ``order``, ``orderBy``,
+``paging`` and dimension predicates in ``segmentFilters``/``conversationFilters`` (see
+:meth:`_SandboxApp.query_conversation_details`).
+
 Admin routes:
 
 * ``GET /sandbox/state`` — channels, sockets, tokens (no values), counters, faults, calls.
@@ -25,10 +30,12 @@ import base64
 import binascii
 import json
 import math
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
+import attrs
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
@@ -37,9 +44,10 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from crmphone.errors import BadRequestError, CrmphoneError, PlatformError
+from crmphone.errors import BadRequestError, CrmphoneError, PermissionDeniedError, PlatformError
 
 from . import wire
+from .conversation import CallDirection, Conversation, Participant, Phase
 from .hub import Sandbox
 from .world import Agent, Channel, IdSource, OAuthError, Token
 
@@ -49,6 +57,17 @@ ApiHandler = Callable[[Request, Token], Awaitable[Response]]
 
 MAX_PAGE_SIZE = 500
 """Largest ``pageSize`` ``GET /api/v2/users`` accepts, as on Genesys Cloud."""
+
+DETAIL_QUERY_MAX_PAGE_SIZE = 100
+"""Largest ``paging.pageSize`` the conversation detail query accepts, as on Genesys Cloud."""
+
+DETAIL_QUERY_PERMISSION = "analytics:conversationDetail:view"
+"""The permission a user token needs for the conversation detail query (an OAuth client's
+client-credentials token is taken to hold it: its role is the integration's to choose)."""
+
+# Genesys's documented interval limits for detail queries: seven days without any filter, 31 with.
+_MAX_SPAN_UNFILTERED = timedelta(days=7)
+_MAX_SPAN_FILTERED = timedelta(days=31)
 
 _DEFAULT_CODES = {
     400: "bad.request",
@@ -74,6 +93,7 @@ class _SandboxApp:
         api = self._api
         channel_path = "/api/v2/notifications/channels/{channel_id}"
         call_path = "/api/v2/conversations/calls/{conversation_id}"
+        details_path = "/api/v2/analytics/conversations/details/query"
         routes = [
             Route("/oauth/token", self.token, methods=["POST"]),
             Route("/oauth/authorize", self.authorize, methods=["GET"]),
@@ -96,6 +116,7 @@ class _SandboxApp:
                 api(self.patch_participant),
                 methods=["PATCH"],
             ),
+            Route(details_path, api(self.query_conversation_details), methods=["POST"]),
             WebSocketRoute("/channels/{channel_id}", self.sandbox.serve_socket),
             WebSocketRoute("/stream/channels/{channel_id}", self.sandbox.edge.signalling.serve),
             Route("/sandbox/state", self.admin_state, methods=["GET"]),
@@ -404,6 +425,48 @@ class _SandboxApp:
             {"id": conversation_id, "selfUri": f"/api/v2/conversations/calls/{conversation_id}"}
         )
 
+    async def query_conversation_details(self, request: Request, token: Token) -> Response:
+        """``POST /api/v2/analytics/conversations/details/query``: calls active in an interval.
+
+        Selects the calls the sandbox still holds whose ``[start, end or now]`` overlaps
+        ``interval`` (Genesys searches only conversations that started on a day the interval
+        touches; the sandbox keeps no such day index and does not narrow it further), keeps those
+        that satisfy every filter, orders them by ``orderBy`` and answers one page:
+        ``{"conversations": [...], "totalHits": n}``, without ``conversations`` when there are
+        none, as Genesys does. A malformed body or one the sandbox cannot answer is a 400 naming
+        the field; a user token without ``analytics:conversationDetail:view`` a 403.
+        """
+        if token.user_id is not None and DETAIL_QUERY_PERMISSION not in self.world.permissions(
+            token.user_id
+        ):
+            raise PermissionDeniedError(
+                f"Missing permission: {DETAIL_QUERY_PERMISSION} is required to query "
+                "conversation details.",
+                status=403,
+                code="missing.permissions",
+            )
+        query = _DetailQuery.from_genesys(await self._json(request))
+        now = self.sandbox.clock.wall()
+        selected = [
+            (conversation, _conversation_end(conversation))
+            for conversation in self.sandbox.calls.conversations
+            if query.selects(conversation, now)
+        ]
+
+        def sort_key(item: tuple[Conversation, datetime | None]) -> tuple[datetime, str]:
+            conversation, end = item
+            if query.order_by == "conversationEnd":
+                return (end or now, conversation.id)
+            return (_conversation_start(conversation), conversation.id)
+
+        selected.sort(key=sort_key, reverse=query.descending)
+        first = (query.page_number - 1) * query.page_size
+        page = selected[first : first + query.page_size]
+        body: dict[str, Any] = {"totalHits": len(selected)}
+        if page:
+            body["conversations"] = [_conversation_detail_json(c, end) for c, end in page]
+        return JSONResponse(body)
+
     # ------------------------------------------------------------------ admin
 
     async def admin_state(self, request: Request) -> Response:
@@ -560,3 +623,314 @@ def _user_json(agent: Agent, *, station: bool = False) -> dict[str, Any]:
             "lastAssociatedStation": ref,
         }
     return body
+
+
+# ---------------------------------------------------------------------- conversation detail query
+
+# The dimensions the sandbox can filter on, and where each one's value comes from.
+_SEGMENT_DIMENSIONS = ("direction", "mediaType", "purpose", "queueId", "sessionId", "userId")
+_CONVERSATION_DIMENSIONS = ("conversationId", "originatingDirection")
+_OPERATORS = ("matches", "exists", "notExists")
+_UNSUPPORTED_PARTS = ("aggregations", "evaluationFilters", "surveyFilters", "resolutionFilters")
+
+
+def _bad_query(message: str) -> BadRequestError:
+    return BadRequestError(message, status=400, code="bad.request")
+
+
+@attrs.frozen
+class _Predicate:
+    """One ``{"type": "dimension", "dimension", "operator", "value"}`` of a detail query."""
+
+    dimension: str
+    operator: str
+    value: str | None
+
+    @classmethod
+    def from_genesys(cls, data: Any, where: str, dimensions: tuple[str, ...]) -> _Predicate:
+        if not isinstance(data, dict):
+            raise _bad_query(f"{where} must be an object.")
+        kind = data.get("type", "dimension")
+        if kind != "dimension":
+            raise _bad_query(
+                f'{where}.type {kind!r} is not supported by the sandbox; use "dimension".'
+            )
+        dimension = data.get("dimension")
+        if dimension not in dimensions:
+            raise _bad_query(
+                f"{where}.dimension {dimension!r} is not supported here by the sandbox; "
+                f"use one of {', '.join(dimensions)}."
+            )
+        operator = data.get("operator", "matches")
+        if operator not in _OPERATORS:
+            raise _bad_query(f"{where}.operator must be one of {', '.join(_OPERATORS)}.")
+        value = data.get("value")
+        if operator == "matches" and (not isinstance(value, str) or not value):
+            raise _bad_query(f"{where}.value must be a non-empty string for operator matches.")
+        return cls(dimension, operator, value if operator == "matches" else None)
+
+    def holds(self, fields: Mapping[str, str | None]) -> bool:
+        """Whether the values in ``fields`` satisfy the predicate (ids and enums ignore case)."""
+        actual = fields.get(self.dimension)
+        if self.operator == "exists":
+            return actual is not None
+        if self.operator == "notExists":
+            return actual is None
+        return (
+            actual is not None
+            and self.value is not None
+            and (actual.casefold() == self.value.casefold())
+        )
+
+
+@attrs.frozen
+class _Filter:
+    """A filter (or one of its clauses): predicates and clauses combined with "and" or "or"."""
+
+    type: str
+    predicates: tuple[_Predicate, ...]
+    clauses: tuple[_Filter, ...]
+
+    @classmethod
+    def from_genesys(
+        cls, data: Any, where: str, dimensions: tuple[str, ...], *, nested: bool = False
+    ) -> _Filter:
+        if not isinstance(data, dict):
+            raise _bad_query(f"{where} must be an object.")
+        kind = data.get("type")
+        if kind not in ("and", "or"):
+            raise _bad_query(f'{where}.type must be "and" or "or".')
+        predicates = _list_of(data, "predicates", where)
+        clauses = [] if nested else _list_of(data, "clauses", where)
+        if not predicates and not clauses:
+            raise _bad_query(f"{where} needs at least one predicate.")
+        return cls(
+            kind,
+            tuple(
+                _Predicate.from_genesys(item, f"{where}.predicates[{i}]", dimensions)
+                for i, item in enumerate(predicates)
+            ),
+            tuple(
+                cls.from_genesys(item, f"{where}.clauses[{i}]", dimensions, nested=True)
+                for i, item in enumerate(clauses)
+            ),
+        )
+
+    def holds(self, fields: Mapping[str, str | None]) -> bool:
+        """Whether ``fields`` satisfy the filter."""
+        results = [p.holds(fields) for p in self.predicates]
+        results += [c.holds(fields) for c in self.clauses]
+        return all(results) if self.type == "and" else any(results)
+
+
+@attrs.frozen
+class _DetailQuery:
+    """The body of a conversation detail query, validated."""
+
+    start: datetime
+    end: datetime
+    descending: bool
+    order_by: str
+    page_size: int
+    page_number: int
+    conversation_filters: tuple[_Filter, ...]
+    segment_filters: tuple[_Filter, ...]
+
+    @classmethod
+    def from_genesys(cls, body: Any) -> _DetailQuery:
+        """Validate ``body``; BadRequestError (400) naming the first field that is wrong."""
+        if not isinstance(body, dict):
+            raise _bad_query("The body must be a JSON object.")
+        for part in _UNSUPPORTED_PARTS:
+            if body.get(part):
+                raise _bad_query(f"{part} is not supported by the sandbox.")
+        conversation_filters = tuple(
+            _Filter.from_genesys(item, f"conversationFilters[{i}]", _CONVERSATION_DIMENSIONS)
+            for i, item in enumerate(_list_of(body, "conversationFilters", "the query"))
+        )
+        segment_filters = tuple(
+            _Filter.from_genesys(item, f"segmentFilters[{i}]", _SEGMENT_DIMENSIONS)
+            for i, item in enumerate(_list_of(body, "segmentFilters", "the query"))
+        )
+        start, end = _interval(body.get("interval"))
+        limit = (
+            _MAX_SPAN_FILTERED if conversation_filters or segment_filters else _MAX_SPAN_UNFILTERED
+        )
+        if end - start > limit:
+            raise _bad_query(
+                f"interval spans {(end - start) / timedelta(days=1):.1f} days; a detail query "
+                "may span at most 7 days without filters and 31 days with them."
+            )
+        order = body.get("order", "asc")
+        if order not in ("asc", "desc", "unordered"):
+            raise _bad_query('order must be "asc", "desc" or "unordered".')
+        order_by = body.get("orderBy", "conversationStart")
+        if order_by not in ("conversationStart", "conversationEnd"):
+            raise _bad_query(
+                f"orderBy {order_by!r} is not supported by the sandbox; use conversationStart "
+                "or conversationEnd."
+            )
+        paging = body.get("paging")
+        if paging is None:
+            paging = {}
+        if not isinstance(paging, dict):
+            raise _bad_query("paging must be an object with pageSize and pageNumber.")
+        return cls(
+            start=start,
+            end=end,
+            descending=order == "desc",
+            order_by=order_by,
+            page_size=_paging_int(paging, "pageSize", 25, DETAIL_QUERY_MAX_PAGE_SIZE),
+            page_number=_paging_int(paging, "pageNumber", 1, None),
+            conversation_filters=conversation_filters,
+            segment_filters=segment_filters,
+        )
+
+    def selects(self, conversation: Conversation, now: datetime) -> bool:
+        """Whether ``conversation`` was active during the interval and passes every filter."""
+        start = _conversation_start(conversation)
+        end = _conversation_end(conversation) or now
+        if not (start < self.end and end >= self.start):
+            return False
+        fields: dict[str, str | None] = {
+            "conversationId": conversation.id,
+            "originatingDirection": conversation.direction.value,
+        }
+        if not all(f.holds(fields) for f in self.conversation_filters):
+            return False
+        # A segment filter holds when one leg satisfies it (the sandbox's legs have one
+        # voice session each, so a leg stands for its segments).
+        legs = [_segment_fields(p) for p in conversation.participants]
+        return all(any(f.holds(leg) for leg in legs) for f in self.segment_filters)
+
+
+def _list_of(data: Mapping[str, Any], key: str, where: str) -> list[Any]:
+    value = data.get(key)
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise _bad_query(f"{key} of {where} must be an array.")
+    return value
+
+
+def _interval(value: Any) -> tuple[datetime, datetime]:
+    example = "2026-01-01T00:00:00.000Z/2026-01-02T00:00:00.000Z"
+    if not isinstance(value, str) or value.count("/") != 1:
+        raise _bad_query(f'interval is required: "start/end" in ISO-8601, e.g. "{example}".')
+    moments = []
+    for text in value.split("/"):
+        try:
+            moment = datetime.fromisoformat(text.strip())
+        except ValueError:
+            raise _bad_query(
+                f'interval {value!r} is not "start/end" in ISO-8601, e.g. "{example}".'
+            ) from None
+        moments.append(moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment)
+    start, end = moments
+    if end <= start:
+        raise _bad_query(f"interval {value!r} must end after it starts.")
+    return start, end
+
+
+def _paging_int(paging: Mapping[str, Any], name: str, default: int, high: int | None) -> int:
+    value = paging.get(name, default)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        bounds = f"from 1 to {high}" if high is not None else "of at least 1"
+        raise _bad_query(f"paging.{name} must be an integer {bounds}.")
+    if high is not None and value > high:
+        raise _bad_query(f"paging.{name} must be an integer from 1 to {high}.")
+    return value
+
+
+def _conversation_start(conversation: Conversation) -> datetime:
+    return min(p.start_time for p in conversation.participants)
+
+
+def _conversation_end(conversation: Conversation) -> datetime | None:
+    """When the call ended, wrap-up included (None while any part of it goes on)."""
+    if conversation.phase is not Phase.CLOSED:
+        return None
+    ends = [p.end_time for p in conversation.participants if p.end_time is not None]
+    ends += [p.wrapup.end_time for p in conversation.participants if p.wrapup is not None]
+    return max(ends, default=_conversation_start(conversation))
+
+
+def _segment_fields(participant: Participant) -> dict[str, str | None]:
+    return {
+        "direction": participant.direction.value,
+        "mediaType": "voice",
+        "purpose": participant.purpose,
+        "queueId": participant.queue_id,
+        "sessionId": participant.call_id,
+        "userId": participant.user_id,
+    }
+
+
+def _conversation_detail_json(conversation: Conversation, end: datetime | None) -> dict[str, Any]:
+    """One conversation as the detail query lists it (fields that would be null left out)."""
+    body: dict[str, Any] = {
+        "conversationId": conversation.id,
+        "conversationStart": wire.iso_utc(_conversation_start(conversation)),
+        "originatingDirection": conversation.direction.value,
+        "participants": [_participant_detail_json(p) for p in conversation.participants],
+    }
+    if end is not None:
+        body["conversationEnd"] = wire.iso_utc(end)
+    return body
+
+
+def _participant_detail_json(participant: Participant) -> dict[str, Any]:
+    session: dict[str, Any] = {
+        "mediaType": "voice",
+        "sessionId": participant.call_id,
+        "direction": participant.direction.value,
+        "ani": participant.ani,
+        "dnis": participant.dnis,
+        "provider": "Edge",
+        "segments": _segments(participant),
+    }
+    if participant.peer_call_id is not None:
+        session["peerId"] = participant.peer_call_id
+    body: dict[str, Any] = {
+        "participantId": participant.id,
+        "participantName": participant.name,
+        "purpose": participant.purpose,
+        "sessions": [session],
+    }
+    if participant.user_id is not None:
+        body["userId"] = participant.user_id
+    return body
+
+
+def _segments(participant: Participant) -> list[dict[str, Any]]:
+    """A leg's timeline as analytics segments: ringing, talking, after-call work."""
+    spans: list[tuple[str, datetime, datetime | None]] = []
+    if participant.user_id is not None:
+        ringing = "alert" if participant.direction is CallDirection.INBOUND else "dialing"
+        answered = participant.connected_time
+        spans.append((ringing, participant.start_time, answered or participant.end_time))
+        if answered is not None:
+            spans.append(("interact", answered, participant.end_time))
+    else:
+        spans.append(("interact", participant.start_time, participant.end_time))
+    segments = []
+    for segment_type, start, end in spans:
+        segment: dict[str, Any] = {"segmentStart": wire.iso_utc(start), "segmentType": segment_type}
+        if end is not None:
+            segment["segmentEnd"] = wire.iso_utc(end)
+        if participant.queue_id is not None:
+            segment["queueId"] = participant.queue_id
+        segments.append(segment)
+    if participant.end_time is not None and participant.disconnect_type is not None:
+        segments[-1]["disconnectType"] = participant.disconnect_type
+    if participant.wrapup is not None and participant.end_time is not None:
+        segments.append(
+            {
+                "segmentStart": wire.iso_utc(participant.end_time),
+                "segmentEnd": wire.iso_utc(participant.wrapup.end_time),
+                "segmentType": "wrapup",
+                "wrapUpCode": participant.wrapup.code,
+                "wrapUpNote": participant.wrapup.notes,
+            }
+        )
+    return segments

@@ -147,7 +147,7 @@ class CallGenerator:
         queue = self._world.queue(queue_id) if queue_id else self._world.queues[0]
         timeout = self._config.alerting_timeout if alerting_timeout is None else alerting_timeout
         conversation = Conversation.inbound(
-            new_id=self._world.ids.uuid,
+            new_id=self._world.conversation_ids.uuid,
             agent_id=agent.id,
             agent_name=agent.name,
             queue_id=queue.id,
@@ -174,7 +174,7 @@ class CallGenerator:
         if queue_id:
             self._world.queue(queue_id)
         conversation = Conversation.outbound(
-            new_id=self._world.ids.uuid,
+            new_id=self._world.conversation_ids.uuid,
             agent_id=agent.id,
             agent_name=agent.name,
             agent_address=DEFAULT_DNIS,

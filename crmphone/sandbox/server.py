@@ -16,17 +16,15 @@ platform's JSON heartbeat, as on Genesys Cloud.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import socket
 import threading
-from collections.abc import Awaitable, Callable, Coroutine, Generator
+from collections.abc import Awaitable, Callable, Coroutine
 from types import TracebackType
 from typing import Any, Self, TypeVar, cast
 
-import uvicorn
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from websockets.http11 import Request as HandshakeRequest
 
+from crmphone._serving import ServedApp
 from crmphone.clock import Clock
 from crmphone.errors import InvalidStateError, TransportError
 
@@ -54,31 +52,6 @@ class _TransportExposingProtocol(WebSocketsSansIOProtocol):
             extensions[TRANSPORT_EXTENSION] = self.transport
 
 
-class _EmbeddedServer(uvicorn.Server):
-    """A uvicorn server that leaves signal handling to its host and stops without polling."""
-
-    def __init__(self, config: uvicorn.Config) -> None:
-        super().__init__(config)
-        self._exit_requested = asyncio.Event()
-
-    def request_exit(self) -> None:
-        """Begin a graceful shutdown now (uvicorn itself would notice within 0.1 s)."""
-        self.should_exit = True
-        self._exit_requested.set()
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Generator[None, None, None]:
-        yield
-
-    async def main_loop(self) -> None:
-        counter = 0
-        while not await self.on_tick(counter):
-            counter = (counter + 10) % 864000  # on_tick refreshes the Date header every 10 ticks
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(1.0):
-                    await self._exit_requested.wait()
-
-
 class SandboxServer:
     """The sandbox platform on a real loopback socket, served on the running event loop.
 
@@ -99,8 +72,7 @@ class SandboxServer:
         self._requested_port = port
         self._clock = clock
         self._sandbox: Sandbox | None = None
-        self._server: _EmbeddedServer | None = None
-        self._task: asyncio.Task[None] | None = None
+        self._served: ServedApp | None = None
         self._port: int | None = None
 
     @property
@@ -125,39 +97,22 @@ class SandboxServer:
 
     async def __aenter__(self) -> Self:
         sandbox = Sandbox(self.config, self._clock)
-        listener = _bind(self.host, self._requested_port)
-        uvicorn_config = uvicorn.Config(
-            create_app(sandbox),
-            host=self.host,
-            port=listener.getsockname()[1],
-            ws=_TransportExposingProtocol,
-            ws_ping_interval=None,
-            lifespan="off",
-            log_config=None,
-            access_log=False,
-            timeout_graceful_shutdown=SHUTDOWN_TIMEOUT,
-        )
-        server = _EmbeddedServer(uvicorn_config)
         await sandbox.start()
-        task = asyncio.get_running_loop().create_task(
-            server.serve(sockets=[listener]), name="sandbox-server"
-        )
         try:
-            async with asyncio.timeout(STARTUP_TIMEOUT):
-                while not server.started:
-                    if task.done():
-                        break
-                    await asyncio.sleep(0.005)
-        except TimeoutError:
-            task.cancel()
-        if not server.started:
+            served = await ServedApp.start(
+                create_app(sandbox),
+                host=self.host,
+                port=self._requested_port,
+                name="sandbox-server",
+                what="the sandbox",
+                shutdown_timeout=SHUTDOWN_TIMEOUT,
+                ws=_TransportExposingProtocol,
+                ws_ping_interval=None,
+            )
+        except BaseException:
             await sandbox.close()
-            listener.close()
-            with contextlib.suppress(asyncio.CancelledError, SystemExit):
-                await task
-            raise TransportError(f"the sandbox server could not start on {self.host}")
-        self._sandbox, self._server, self._task = sandbox, server, task
-        self._port = int(listener.getsockname()[1])
+            raise
+        self._sandbox, self._served, self._port = sandbox, served, served.port
         return self
 
     async def __aexit__(
@@ -166,20 +121,14 @@ class SandboxServer:
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        server, task, sandbox = self._server, self._task, self._sandbox
-        if server is None or task is None or sandbox is None:
+        served, sandbox = self._served, self._sandbox
+        if served is None or sandbox is None:
             return
-        server.request_exit()
         try:
-            await asyncio.wait_for(asyncio.shield(task), SHUTDOWN_TIMEOUT)
-        except TimeoutError:
-            server.force_exit = True
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await served.stop()
         finally:
             await sandbox.close()
-            self._server = self._task = None
+            self._served = None
             self._port = None
 
 
@@ -295,17 +244,3 @@ async def serve(
             if result is not None:
                 await result
         await asyncio.Event().wait()
-
-
-def _bind(host: str, port: int) -> socket.socket:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    # IPPROTO_TCP explicitly: asyncio only disables Nagle on accepted sockets whose proto says TCP,
-    # and a listener made with proto 0 would cost every response a 40 ms delayed-ACK stall.
-    listener = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    try:
-        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        listener.bind((host, port))
-    except OSError as exc:
-        listener.close()
-        raise TransportError(f"cannot bind the sandbox to {host}:{port}: {exc}") from exc
-    return listener

@@ -300,6 +300,10 @@ class World:
         self.ids = IdSource(random.Random(config.seed))
         # A separate stream for correlation ids keeps entity ids independent of request counts.
         self.correlation_ids = IdSource(random.Random(config.seed + 0x5EED))
+        # Conversation and participant ids are never reused, across restarts too, as on the real
+        # platform: a connector's outbox remembers event keys built from them for days, and would
+        # refuse a restarted sandbox's calls as copies. Users, queues and stations stay seeded.
+        self.conversation_ids = IdSource(random.Random())
         self.rng = random.Random(config.seed + 1)
         self.agents: tuple[Agent, ...] = tuple(self._make_agents(config.agents))
         self.stations: dict[str, Station] = {

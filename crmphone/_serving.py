@@ -1,0 +1,136 @@
+"""Serving an ASGI app with uvicorn on the running event loop, on a socket bound here.
+
+What the sandbox, the health endpoint (and later the emulators and the bridge) share: uvicorn
+without its signal handlers (the embedding program owns Ctrl+C), a shutdown that starts at once
+instead of at uvicorn's next 0.1 s poll, and a listener bound before uvicorn starts, so port 0
+yields the real port and a busy port is a clear error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+from collections.abc import Generator
+from typing import Any, Self
+
+import uvicorn
+
+from crmphone.errors import TransportError
+
+__all__ = ["ServedApp", "bind"]
+
+STARTUP_TIMEOUT = 10.0
+
+
+class _EmbeddedServer(uvicorn.Server):
+    """uvicorn that leaves signals to its host, stops without polling, and reports startup."""
+
+    def __init__(self, config: uvicorn.Config) -> None:
+        super().__init__(config)
+        self.exit_requested = asyncio.Event()
+        self.startup_done = asyncio.Event()
+
+    def request_exit(self) -> None:
+        """Begin a graceful shutdown now."""
+        self.should_exit = True
+        self.exit_requested.set()
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        yield
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets=sockets)
+        self.startup_done.set()
+
+    async def main_loop(self) -> None:
+        counter = 0
+        while not await self.on_tick(counter):
+            counter = (counter + 10) % 864000  # on_tick refreshes the Date header every 10 ticks
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(1.0):
+                    await self.exit_requested.wait()
+
+
+def bind(host: str, port: int, *, what: str, hint: str = "") -> socket.socket:
+    """A TCP listener on ``host:port`` (0: any free port); TransportError naming ``what``."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    # IPPROTO_TCP explicitly: asyncio only disables Nagle on accepted sockets whose proto says TCP,
+    # and a listener made with proto 0 would cost every response a 40 ms delayed-ACK stall.
+    listener = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    try:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind((host, port))
+    except OSError as exc:
+        listener.close()
+        advice = f"; {hint}" if hint else ""
+        raise TransportError(
+            f"cannot bind {what} to {host}:{port}: {exc.strerror}{advice}"
+        ) from exc
+    return listener
+
+
+class ServedApp:
+    """An ASGI app served on the running loop: :meth:`start` it, read :attr:`port`, :meth:`stop`."""
+
+    def __init__(
+        self, server: _EmbeddedServer, task: asyncio.Task[None], port: int, shutdown: float
+    ) -> None:
+        self._server = server
+        self._task = task
+        self.port = port
+        self._shutdown = shutdown
+
+    @classmethod
+    async def start(
+        cls,
+        app: Any,
+        *,
+        host: str,
+        port: int,
+        name: str,
+        what: str,
+        hint: str = "",
+        shutdown_timeout: int = 5,
+        **options: Any,
+    ) -> Self:
+        """Bind and serve ``app``; return once it accepts connections.
+
+        ``options`` go to :class:`uvicorn.Config`. Raises TransportError (naming ``what``) when
+        the address cannot be bound or the server does not start.
+        """
+        listener = bind(host, port, what=what, hint=hint)
+        config = uvicorn.Config(
+            app,
+            host=host,
+            port=listener.getsockname()[1],
+            lifespan="off",
+            log_config=None,
+            access_log=False,
+            timeout_graceful_shutdown=shutdown_timeout,
+            **options,
+        )
+        server = _EmbeddedServer(config)
+        task = asyncio.get_running_loop().create_task(server.serve(sockets=[listener]), name=name)
+        started = asyncio.ensure_future(server.startup_done.wait())
+        await asyncio.wait({task, started}, timeout=STARTUP_TIMEOUT, return_when="FIRST_COMPLETED")
+        started.cancel()
+        if not server.startup_done.is_set():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, SystemExit, Exception):
+                await task
+            listener.close()
+            raise TransportError(f"{what} could not start on {host}")
+        return cls(server, task, int(listener.getsockname()[1]), float(shutdown_timeout))
+
+    async def stop(self) -> None:
+        """Shut down gracefully (open connections get their close), forcing it if it drags."""
+        self._server.request_exit()
+        try:
+            await asyncio.wait_for(asyncio.shield(self._task), self._shutdown + 1)
+        except TimeoutError:
+            self._server.force_exit = True
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
