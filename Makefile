@@ -3,17 +3,17 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.stamp-dev
-# Typed code we hold to mypy --strict: the core and every plugin that exists yet.
-TYPED := crmphone $(wildcard plugins/*/src plugins/*/crmphone_*)
+# Typed code we hold to mypy --strict: the core, every plugin that exists yet, and example plugins.
+TYPED := crmphone $(wildcard plugins/*/src plugins/*/crmphone_* examples/*/src)
 
 .PHONY: demo test bench docs lint format setup clean
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml examples/webhook-adapter/pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev,phone]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,phone]' -e 'examples/webhook-adapter[test]'
 	@touch $(STAMP)
 
 demo: $(STAMP)

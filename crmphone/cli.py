@@ -360,6 +360,49 @@ async def _demo(*, calls: int, duration: float, verbose: int) -> int:
 
 
 @main.command()
+@click.argument("names", nargs=-1)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def plugins(names: tuple[str, ...], as_json: bool) -> None:
+    """List the installed adapter plugins (entry point group crmphone.adapters).
+
+    Shows each plugin's name, the distribution and version that provide it, where its code is,
+    whether it loads (each one is imported to find out) and its description. NAMES limits the
+    list to those plugins.
+    """
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+    from crmphone.adapters.registry import installed_plugins
+
+    found = installed_plugins(load=True, names=names or None)
+    if as_json:
+        click.echo(json.dumps([plugin.to_json() for plugin in found], indent=2))
+        return
+    if not found:
+        what = f"named {', '.join(names)} " if names else ""
+        click.echo(f"no adapter plugin {what}is installed (pip install crmphone-<name>)")
+        return
+    table = Table("name", "distribution", "location", "status", "description")
+    table.columns[2].overflow = "fold"  # a path is only useful whole
+    for plugin in found:
+        # Text cells: messages and paths are shown as they are, never read as rich markup.
+        status = (
+            Text("ok", "green")
+            if plugin.ok
+            else Text.assemble(("error: ", "red"), str(plugin.error))
+        )
+        table.add_row(
+            Text(plugin.name),
+            Text(plugin.source),
+            Text(plugin.location or "?"),
+            status,
+            Text(plugin.description or ""),
+        )
+    Console(soft_wrap=False).print(table)
+
+
+@main.command()
 @click.option(
     "--sandbox",
     "sandbox_url",
@@ -527,3 +570,179 @@ async def _first_sandbox_agent(base_url: str) -> str:
     if not agents:
         raise UsageError(f"{base_url} reports no sandbox agents; pass --agent.")
     return str(agents[0]["id"])
+
+
+# ---------------------------------------------------------------------------------------------
+# The connector and its outbox
+
+
+@main.command()
+@click.option(
+    "--config",
+    "config_path",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=str),
+    help="The connector's TOML file.",
+)
+@click.option(
+    "--health-port",
+    type=click.IntRange(0, 65535),
+    help="Serve /livez, /readyz and /metrics on 127.0.0.1 at this port (0: any free port).",
+)
+def run(config_path: str, health_port: int | None) -> None:
+    """Run a connector: platform events → call logs and screen pops in the configured CRMs.
+
+    Stops on SIGTERM or Ctrl-C after the CRM writes in flight finish (what is left stays in the
+    outbox for the next start). Exit codes: 0 stopped, 1 runtime failure, 2 bad configuration.
+    """
+    from crmphone.config import load_config
+    from crmphone.service import build_adapters, configure_logging
+
+    try:
+        config = load_config(config_path)
+        build_adapters(config)  # plugins and their options are configuration: check them now
+    except UsageError as exc:
+        click.echo(f"crmphone run: {exc}", err=True)
+        sys.exit(2)
+    configure_logging(config)
+    try:
+        asyncio.run(_run_connector(config, health_port))
+    except UsageError as exc:
+        click.echo(f"crmphone run: {exc}", err=True)
+        sys.exit(2)
+    except CrmphoneError as exc:
+        click.echo(f"crmphone run: {exc}", err=True)
+        sys.exit(1)
+    sys.exit(0)
+
+
+async def _run_connector(config: Any, health_port: int | None) -> None:
+    import signal
+
+    from crmphone.service import run_connector
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+
+    def announce(connector: Any, health: Any, sandbox: Any) -> None:
+        where = f"; health on {health.url}" if health is not None else ""
+        platform = f" (embedded sandbox {sandbox.base_url})" if sandbox is not None else ""
+        click.echo(
+            f"crmphone run: following {len(connector.agent_ids)} agent(s){platform}{where}",
+            err=True,
+        )
+
+    await run_connector(config, stop=stop, health_port=health_port, on_ready=announce)
+    click.echo("crmphone run: stopped", err=True)
+
+
+@main.group()
+def outbox() -> None:
+    """Look at and replay the connector's outbox: queued CRM writes and dead letters."""
+
+
+def _outbox_store(config_path: str | None, path: str | None) -> Any:
+    from crmphone.adapters import OutboxStore
+    from crmphone.config import load_config
+
+    if (config_path is None) == (path is None):
+        raise click.UsageError("give either --config or --path")
+    try:
+        target = load_config(config_path).outbox.path if config_path else path
+    except UsageError as exc:
+        click.echo(f"crmphone outbox: {exc}", err=True)
+        sys.exit(2)
+    assert target is not None
+    if not os.path.exists(target):
+        click.echo(f"crmphone outbox: no outbox at {target}", err=True)
+        sys.exit(2)
+    return OutboxStore(target)
+
+
+_OUTBOX_OPTIONS = [
+    click.option("--config", "config_path", help="The connector's TOML file (its [outbox] path)."),
+    click.option("--path", help="The outbox file itself."),
+    click.option("--adapter", help="Only this adapter instance."),
+]
+
+
+def _outbox_options(function: Any) -> Any:
+    for option in reversed(_OUTBOX_OPTIONS):
+        function = option(function)
+    return function
+
+
+@outbox.command("list")
+@_outbox_options
+@click.option("--dead", "state", flag_value="dead", help="Only dead letters.")
+@click.option("--pending", "state", flag_value="pending", help="Only queued work.")
+@click.option("--limit", default=100, show_default=True, type=click.IntRange(1))
+@click.option("--json", "as_json", is_flag=True, help="Print JSON lines instead of a table.")
+def outbox_list(
+    config_path: str | None,
+    path: str | None,
+    adapter: str | None,
+    state: str | None,
+    limit: int,
+    as_json: bool,
+) -> None:
+    """Show queued CRM writes and dead letters, oldest first, with their last error."""
+    from datetime import UTC, datetime
+
+    store = _outbox_store(config_path, path)
+    try:
+        items = store.items(state=state, adapter=adapter, limit=limit)
+        counts = store.counts()
+    finally:
+        store.close()
+    if as_json:
+        for item in items:
+            click.echo(json.dumps(item.to_json()))
+        return
+    summary = ", ".join(f"{a}: {n} {s}" for (a, s), n in sorted(counts.items())) or "empty"
+    click.echo(f"outbox: {summary}")
+    for item in items:
+        when = datetime.fromtimestamp(item.next_at, UTC).strftime("%Y-%m-%d %H:%M:%S")
+        click.echo(
+            f"#{item.id} {item.state:<7} {item.adapter} {item.kind.value} {item.log_key} "
+            f"attempts={item.attempts} next={when}Z {item.last_error or ''}".rstrip()
+        )
+
+
+@outbox.command("retry")
+@_outbox_options
+@click.argument("ids", nargs=-1, type=int)
+def outbox_retry(
+    config_path: str | None, path: str | None, adapter: str | None, ids: tuple[int, ...]
+) -> None:
+    """Make dead letters (all, or IDS) pending again; a running connector delivers them."""
+    store = _outbox_store(config_path, path)
+    try:
+        count = store.retry(ids=ids, adapter=adapter)
+    finally:
+        store.close()
+    click.echo(f"{count} dead letter(s) queued again")
+
+
+@outbox.command("purge")
+@_outbox_options
+@click.argument("ids", nargs=-1, type=int)
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+def outbox_purge(
+    config_path: str | None,
+    path: str | None,
+    adapter: str | None,
+    ids: tuple[int, ...],
+    yes: bool,
+) -> None:
+    """Delete dead letters (all, or IDS). Queued work is never purged from here."""
+    if not yes and not ids:
+        click.confirm("Delete every dead letter?", abort=True)
+    store = _outbox_store(config_path, path)
+    try:
+        count = store.purge(ids=ids, adapter=adapter)
+    finally:
+        store.close()
+    click.echo(f"{count} dead letter(s) deleted")

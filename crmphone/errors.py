@@ -13,6 +13,7 @@ of something we talk to (the platform, a CRM, the network).
     CrmphoneError
     ├── UsageError                  local misuse: fix the code or the configuration
     │   ├── ConfigError             a setting is missing or invalid (names the key)
+    │   │   └── PluginError             an adapter plugin is missing, not allowed, or broken
     │   └── InvalidStateError       an operation is illegal in the current state
     └── RemoteError                 a peer or the network failed
         ├── TransportError          no HTTP answer: connection refused, reset, timed out, TLS
@@ -23,9 +24,12 @@ of something we talk to (the platform, a CRM, the network).
         │   ├── NotFoundError           404: the resource does not exist (any more)
         │   ├── RateLimitedError        429 after the retry budget was spent (has retry_after)
         │   └── ServerError             5xx after the retry budget was spent
-        └── ChannelError            the notification channel cannot go on
-            ├── ChannelLimitError       topics or channels beyond the platform's limits
-            └── SubscriptionError       the platform rejected topics (lists them and why)
+        ├── ChannelError            the notification channel cannot go on
+        │   ├── ChannelLimitError       topics or channels beyond the platform's limits
+        │   └── SubscriptionError       the platform rejected topics (lists them and why)
+        └── CrmError                a CRM failed (what adapters raise)
+            ├── CrmRetryableError       may succeed later (has retry_after): the outbox retries
+            └── CrmPermanentError       will fail again as it is: the write goes to dead letters
 
 Messages say what happened and what to do. They never contain secrets (tokens, client secrets).
 """
@@ -40,11 +44,15 @@ __all__ = [
     "ChannelError",
     "ChannelLimitError",
     "ConfigError",
+    "CrmError",
+    "CrmPermanentError",
+    "CrmRetryableError",
     "CrmphoneError",
     "InvalidStateError",
     "NotFoundError",
     "PermissionDeniedError",
     "PlatformError",
+    "PluginError",
     "RateLimitedError",
     "RemoteError",
     "ServerError",
@@ -71,6 +79,17 @@ class ConfigError(UsageError):
     def __init__(self, message: str, *, key: str | None = None) -> None:
         super().__init__(f"{key}: {message}" if key else message)
         self.key = key
+
+
+class PluginError(ConfigError):
+    """An adapter plugin named in the configuration is not installed, not allowed, or broken.
+
+    ``plugin`` is the entry-point name; the message says which of the three it is and the fix.
+    """
+
+    def __init__(self, message: str, *, plugin: str, key: str | None = None) -> None:
+        super().__init__(message, key=key)
+        self.plugin = plugin
 
 
 class InvalidStateError(UsageError):
@@ -150,3 +169,33 @@ class SubscriptionError(ChannelError):
     def __init__(self, message: str, *, rejected: Sequence[tuple[str, str, Sequence[str]]]) -> None:
         super().__init__(message)
         self.rejected = tuple((topic, reason, tuple(perms)) for topic, reason, perms in rejected)
+
+
+class CrmError(RemoteError):
+    """A CRM failed.
+
+    Adapters raise one of the two kinds below; anything else an adapter raises is treated as
+    retryable and logged as an adapter bug to fix.
+    """
+
+
+class CrmRetryableError(CrmError):
+    """The CRM may accept the same write later: rate limited, unavailable, timed out.
+
+    ``retry_after`` is the delay in seconds the CRM asked for (``Retry-After``), when it said; the
+    outbox waits at least that long before the next attempt.
+    """
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        if retry_after is not None and retry_after < 0:
+            raise ValueError(f"retry_after must be >= 0 seconds, not {retry_after!r}")
+        self.retry_after = retry_after
+
+
+class CrmPermanentError(CrmError):
+    """The CRM will refuse this write again as it is: the write goes to the dead letters.
+
+    Invalid data, a missing permission, an unknown record: retrying cannot help, so a person
+    looks at it (``crmphone outbox list``) and replays it once the cause is fixed.
+    """

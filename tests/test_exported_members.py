@@ -16,6 +16,9 @@ EXPECTED = {
     "Clock",
     "CloseDiagnosis",
     "ConfigError",
+    "CrmError",
+    "CrmPermanentError",
+    "CrmRetryableError",
     "CrmphoneError",
     "InvalidStateError",
     "LikelyCause",
@@ -26,6 +29,7 @@ EXPECTED = {
     "PermissionDeniedError",
     "PlatformClient",
     "PlatformError",
+    "PluginError",
     "RateLimitedError",
     "RemoteError",
     "Resync",
@@ -61,3 +65,55 @@ def test_every_error_derives_from_the_one_root() -> None:
         member = getattr(crmphone, name)
         if isinstance(member, type) and issubclass(member, Exception):
             assert issubclass(member, crmphone.CrmphoneError), name
+
+
+ADAPTERS_EXPECTED = {
+    "Adapter",
+    "AdapterContext",
+    "CallLog",
+    "CallerMatch",
+    "Commands",
+    "CrmRecord",
+    "LogStage",
+    "MatchOutcome",
+    "Outbox",
+    "OutboxSettings",
+    "OutboxStats",
+    "OutboxStore",
+    "RetryPolicy",
+    "WorkItem",
+    "WorkKind",
+    "crm_error_for_status",
+}
+
+
+def test_the_adapter_api_is_pinned_and_documented() -> None:
+    """What plugin authors import from crmphone.adapters is deliberate, and documented."""
+    import crmphone.adapters
+
+    assert set(crmphone.adapters.__all__) == ADAPTERS_EXPECTED
+    for name in crmphone.adapters.__all__:
+        member = getattr(crmphone.adapters, name)
+        if callable(member):
+            assert member.__doc__, f"crmphone.adapters.{name} has no docstring"
+
+
+TESTING_EXPECTED = {
+    "TEST_CLIENT_ID",
+    "TEST_CLIENT_SECRET",
+    "AdapterConformance",
+    "ConformanceBackend",
+    "HookCall",
+    "RecordingAdapter",
+    "fake_call",
+    "fast_channel_settings",
+    "fast_sandbox_config",
+    "sign_in_sandbox_agent",
+}
+
+
+def test_the_testing_api_is_pinned() -> None:
+    """What plugin authors' tests import from crmphone.testing is deliberate."""
+    import crmphone.testing
+
+    assert set(crmphone.testing.__all__) == TESTING_EXPECTED

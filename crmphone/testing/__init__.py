@@ -1,4 +1,5 @@
-"""What tests import: a sandbox and channel settings scaled to run in tenths of a second.
+"""What tests import: a sandbox and channel settings scaled to run in tenths of a second, and the
+adapter conformance suite (:class:`AdapterConformance`) a plugin runs to prove it keeps the contract.
 
 Plugin authors and our own tests use these to run the real sandbox platform on loopback with timers
 short enough for a test suite (heartbeats every 0.1 s instead of 30 s), so nothing has to sleep at
@@ -17,10 +18,17 @@ from crmphone.errors import AuthenticationError
 from crmphone.notifications import BackoffPolicy, ChannelSettings
 from crmphone.platform import AuthorizationCode, authorization_url, make_pkce_pair
 from crmphone.sandbox import SandboxConfig
+from crmphone.testing.conformance import AdapterConformance, ConformanceBackend
+from crmphone.testing.recording import HookCall, RecordingAdapter, fake_call
 
 __all__ = [
     "TEST_CLIENT_ID",
     "TEST_CLIENT_SECRET",
+    "AdapterConformance",
+    "ConformanceBackend",
+    "HookCall",
+    "RecordingAdapter",
+    "fake_call",
     "fast_channel_settings",
     "fast_sandbox_config",
     "sign_in_sandbox_agent",

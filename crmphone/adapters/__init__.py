@@ -1,0 +1,42 @@
+"""CRM adapters: the contract a plugin implements, and the durable outbox that drives them.
+
+Plugin authors need :class:`Adapter` and the values it is given (:class:`CallLog`,
+:class:`CallerMatch`, :class:`CrmRecord`, :class:`AdapterContext`), plus
+:mod:`crmphone.testing` to prove their adapter keeps the contract. The connector uses
+:class:`Outbox` and the plugin registry.
+"""
+
+from crmphone.adapters.base import (
+    Adapter,
+    AdapterContext,
+    CallerMatch,
+    CallLog,
+    Commands,
+    CrmRecord,
+    LogStage,
+    MatchOutcome,
+    crm_error_for_status,
+)
+from crmphone.adapters.outbox import Outbox, OutboxSettings, OutboxStats
+from crmphone.adapters.policy import RetryPolicy
+from crmphone.adapters.router import WorkKind
+from crmphone.adapters.store import OutboxStore, WorkItem
+
+__all__ = [
+    "Adapter",
+    "AdapterContext",
+    "CallLog",
+    "CallerMatch",
+    "Commands",
+    "CrmRecord",
+    "LogStage",
+    "MatchOutcome",
+    "Outbox",
+    "OutboxSettings",
+    "OutboxStats",
+    "OutboxStore",
+    "RetryPolicy",
+    "WorkItem",
+    "WorkKind",
+    "crm_error_for_status",
+]

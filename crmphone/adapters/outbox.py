@@ -1,0 +1,491 @@
+"""The durable outbox: call events in, CRM work out, nothing lost, nothing done twice.
+
+:meth:`Outbox.submit` returns once the events and the work they make are committed to SQLite
+(:mod:`crmphone.adapters.store`); from then on a crash cannot lose them. Each adapter has its own
+workers, which deliver each call's work in order, retry failures on the :class:`RetryPolicy`'s
+schedule (honouring ``Retry-After``) and turn what keeps failing into dead letters
+(``crmphone outbox list | retry | purge``).
+
+Nothing here runs on the caller's path for longer than a commit: SQLite runs on one dedicated
+thread, writes arriving together share one commit (so thousands of events a second cost a few
+commits), and every adapter hook runs on that adapter's workers under a time limit, so a CRM that
+is slow or down delays its own work only.
+
+Phone status events (:meth:`Outbox.publish_status`) are not durable: they describe *now*, so each
+adapter gets the latest few, in order, and older ones are dropped when it falls behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import concurrent.futures
+import contextlib
+import functools
+import logging
+import random
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Literal, Self, TypeVar
+
+import attrs
+
+from crmphone.adapters.base import Adapter, CallerMatch, CrmRecord
+from crmphone.adapters.policy import RetryPolicy
+from crmphone.adapters.router import WorkKind
+from crmphone.adapters.store import AdapterRoute, EnqueueResult, OutboxStore, WorkItem
+from crmphone.errors import CrmPermanentError, CrmRetryableError, InvalidStateError
+from crmphone.events import CallEvent, PhoneEvent
+
+__all__ = ["Outbox", "OutboxSettings", "OutboxStats"]
+
+logger = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
+_ERROR_TEXT_LIMIT = 500
+# An idle worker still looks at the file this often: `crmphone outbox retry`, run from another
+# process, cannot wake it otherwise.
+_IDLE_POLL_SECONDS = 2.0
+
+
+@attrs.frozen
+class OutboxSettings:
+    """How the outbox stores and delivers.
+
+    ``path``: the SQLite file. ``synchronous``: ``"normal"`` survives a killed process, ``"full"``
+    also a power cut (an fsync per commit). ``retry``: the retry and dead-letter policy.
+    ``pop_ttl``: seconds a screen pop stays worth showing (later, the caller is still looked up,
+    so the log links to the record, but nothing pops). ``concurrency``: calls an adapter works on
+    at once. ``hook_timeout``: the longest one adapter hook may take before the attempt counts as
+    failed. ``drain_timeout``: how long a shutdown waits for writes in flight. ``retention``:
+    seconds to remember events already seen (to refuse copies) and finished calls' logs.
+    """
+
+    path: Path = attrs.field(converter=Path)
+    synchronous: Literal["normal", "full"] = "normal"
+    retry: RetryPolicy = attrs.field(factory=RetryPolicy)
+    pop_ttl: float = 30.0
+    concurrency: int = 4
+    hook_timeout: float = 60.0
+    drain_timeout: float = 10.0
+    retention: float = 7 * 86_400.0
+    status_backlog: int = 16
+
+
+@attrs.define
+class OutboxStats:
+    """Counters for metrics: events in, copies refused, and per adapter writes done, retries
+    scheduled, dead letters made and screen pops skipped because they expired."""
+
+    events_in: int = 0
+    duplicates: int = 0
+    anomalies: int = 0
+    writes_done: collections.Counter[str] = attrs.field(factory=collections.Counter)
+    retries: collections.Counter[str] = attrs.field(factory=collections.Counter)
+    dead_letters: collections.Counter[str] = attrs.field(factory=collections.Counter)
+    pops_expired: collections.Counter[str] = attrs.field(factory=collections.Counter)
+
+
+_Write = Callable[[OutboxStore], Any]
+
+
+class Outbox:
+    """Durable CRM work for a set of adapters (an async context manager).
+
+    ``adapters`` maps each adapter's name (its instance name in the configuration) to the started
+    or unstarted adapter: entering starts them, leaving drains the writes in flight and closes
+    them. ``crm_users`` maps an adapter name to its agent map (platform user → CRM user).
+    """
+
+    def __init__(
+        self,
+        settings: OutboxSettings,
+        adapters: Mapping[str, Adapter],
+        *,
+        crm_users: Mapping[str, Mapping[str, str]] | None = None,
+        clock: Callable[[], float] = time.time,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.settings = settings
+        self.adapters = dict(adapters)
+        self.stats = OutboxStats()
+        self._clock = clock
+        self._rng = rng or random.Random()
+        crm_users = crm_users or {}
+        self._routes = tuple(
+            AdapterRoute(
+                name=name,
+                pops=type(adapter).implements("lookup_caller")
+                or type(adapter).implements("screen_pop"),
+                pop_ttl=settings.pop_ttl,
+                crm_users=dict(crm_users.get(name, {})),
+            )
+            for name, adapter in self.adapters.items()
+        )
+        self._db: concurrent.futures.ThreadPoolExecutor | None = None
+        self._store: OutboxStore | None = None
+        self._writes: list[tuple[_Write, asyncio.Future[Any]]] = []
+        self._write_ready = asyncio.Event()
+        self._wake = {name: asyncio.Event() for name in self.adapters}
+        self._in_flight: dict[str, dict[str, asyncio.Task[None]]] = {n: {} for n in self.adapters}
+        self._status: dict[str, collections.deque[PhoneEvent]] = {
+            name: collections.deque(maxlen=settings.status_backlog)
+            for name, adapter in self.adapters.items()
+            if type(adapter).implements("on_connection_event")
+        }
+        self._status_ready = {name: asyncio.Event() for name in self._status}
+        self._tasks: list[asyncio.Task[None]] = []
+        self._accepting = False
+        self._stopping = False
+        self._flushing = False
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def __aenter__(self) -> Self:
+        self._db = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="crmphone-outbox")
+        settings = self.settings
+        self._store = await self._read(
+            lambda _: OutboxStore(
+                settings.path, synchronous=settings.synchronous, clock=self._clock
+            )
+        )
+        started: list[Adapter] = []
+        try:
+            for adapter in self.adapters.values():
+                await adapter.start()
+                started.append(adapter)
+        except BaseException:
+            for adapter in reversed(started):
+                await self._close_adapter(adapter)
+            await self._read(lambda store: store.close())
+            self._db.shutdown(wait=True)
+            raise
+        loop = asyncio.get_running_loop()
+        self._tasks.append(loop.create_task(self._flush_writes(), name="crmphone-outbox-writer"))
+        for name in self.adapters:
+            self._tasks.append(loop.create_task(self._work(name), name=f"crmphone-outbox-{name}"))
+        for name in self._status:
+            self._tasks.append(
+                loop.create_task(self._feed_status(name), name=f"crmphone-status-{name}")
+            )
+        await self._write(lambda store: store.prune(older_than=settings.retention))
+        self._accepting = True
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Stop taking events, let the writes in flight finish (up to ``drain_timeout``), close.
+
+        Work not finished stays queued in the file and is delivered at the next start.
+        """
+        if self._db is None:
+            return
+        self._accepting = False
+        self._stopping = True
+        for event in self._wake.values():
+            event.set()
+        flights = [t for tasks in self._in_flight.values() for t in tasks.values()]
+        if flights:
+            _, pending = await asyncio.wait(flights, timeout=self.settings.drain_timeout)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+        writer, *others = self._tasks
+        for task in others:
+            task.cancel()
+        await asyncio.gather(*others, return_exceptions=True)
+        # The writer commits what the deliveries reported, then stops.
+        while self._writes or self._flushing:
+            self._write_ready.set()
+            await asyncio.sleep(0.001)
+        writer.cancel()
+        await asyncio.gather(writer, return_exceptions=True)
+        for adapter in self.adapters.values():
+            await self._close_adapter(adapter)
+        await self._read(lambda store: store.close())
+        self._db.shutdown(wait=True)
+        self._db = None
+
+    async def _close_adapter(self, adapter: Adapter) -> None:
+        try:
+            await adapter.close()
+        except Exception:
+            logger.exception("outbox: closing adapter %s failed", adapter.context.name)
+        adapter.context.close()
+
+    # ------------------------------------------------------------------ input
+
+    async def submit(self, events: Sequence[CallEvent]) -> EnqueueResult:
+        """Store ``events`` and the CRM work they make; return once that is committed.
+
+        Copies of events already stored (same :attr:`~crmphone.events.BaseCallEvent.key`) are
+        refused, so a resync or a redelivered notification cannot make work twice.
+        """
+        if not self._accepting:
+            raise InvalidStateError("the outbox is not open (enter it with `async with`)")
+        routes = self._routes
+        result: EnqueueResult = await self._write(lambda store: store.enqueue(events, routes))
+        self.stats.events_in += len(events)
+        self.stats.duplicates += result.duplicates
+        self.stats.anomalies += len(result.anomalies)
+        for anomaly in result.anomalies:
+            logger.warning("outbox: %s", anomaly)
+        for name, count in result.queued.items():
+            if count:
+                self._wake[name].set()
+        return result
+
+    async def link_record(self, adapter: str, conversation_id: str, record: CrmRecord) -> None:
+        """Link ``conversation_id``'s log (for ``adapter``) to the record a click-to-dial came from."""
+        if adapter not in self.adapters:
+            raise InvalidStateError(f"no adapter named {adapter!r} in this outbox")
+        await self._write(lambda store: store.link_record(adapter, conversation_id, record))
+
+    async def remember(self, key: str, value: str) -> None:
+        """Keep a small value in the outbox's file, across restarts (committed with the next batch)."""
+        await self._write(lambda store: store.set_meta(key, value))
+
+    async def recall(self, key: str) -> str | None:
+        """A value kept with :meth:`remember` (None when never kept)."""
+        return await self._read(lambda store: store.meta(key))
+
+    def publish_status(self, event: PhoneEvent) -> None:
+        """Hand a phone status event to every adapter that shows status (not durable)."""
+        for name, backlog in self._status.items():
+            backlog.append(event)
+            self._status_ready[name].set()
+
+    async def depth(self, adapter: str) -> int:
+        """Pending work of ``adapter``."""
+        return await self._read(lambda store: store.depth(adapter))
+
+    async def depths(self) -> dict[str, int]:
+        """Pending work per adapter."""
+        counts = await self._read(lambda store: store.counts())
+        return {name: counts.get((name, "pending"), 0) for name in self.adapters}
+
+    async def wait_idle(self, within: float) -> bool:
+        """Wait until no work is pending or in flight (dead letters aside); False after ``within`` s.
+
+        For tests and tools: a retry scheduled for later counts as pending.
+        """
+        try:
+            async with asyncio.timeout(within):
+                while True:
+                    busy = any(self._in_flight[name] for name in self.adapters)
+                    if not busy and not self._writes and not self._flushing:
+                        depths = await self.depths()
+                        if not any(depths.values()):
+                            return True
+                    await asyncio.sleep(0.01)
+        except TimeoutError:
+            return False
+
+    # ------------------------------------------------------------------ the database thread
+
+    async def _read(self, operation: Callable[[OutboxStore], _T]) -> _T:
+        if self._db is None:
+            raise InvalidStateError("the outbox is closed")
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._db, lambda: operation(self._store))  # type: ignore[arg-type]
+
+    async def _write(self, operation: Callable[[OutboxStore], _T]) -> _T:
+        """Run ``operation`` in the next commit, shared with every write queued meanwhile."""
+        future: asyncio.Future[_T] = asyncio.get_running_loop().create_future()
+        self._writes.append((operation, future))
+        self._write_ready.set()
+        return await future
+
+    async def _flush_writes(self) -> None:
+        while True:
+            await self._write_ready.wait()
+            self._write_ready.clear()
+            batch, self._writes = self._writes, []
+            if not batch:
+                continue
+            self._flushing = True
+            try:
+                outcomes = await self._read(functools.partial(_commit, [op for op, _ in batch]))
+            except Exception as exc:  # noqa: BLE001 - the commit failed: each awaiter gets why
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(exc)
+                continue
+            finally:
+                self._flushing = False
+            for (_, future), (ok, value) in zip(batch, outcomes, strict=True):
+                if future.done():
+                    continue
+                if ok:
+                    future.set_result(value)
+                else:
+                    future.set_exception(value)
+
+    # ------------------------------------------------------------------ delivery
+
+    async def _work(self, name: str) -> None:
+        """Deliver ``name``'s due work, a call at a time per call, ``concurrency`` calls at once."""
+        wake = self._wake[name]
+        in_flight = self._in_flight[name]
+        limit = self.settings.concurrency
+        while not self._stopping:
+            wake.clear()
+            free = limit - len(in_flight)
+            items: list[WorkItem] = []
+            if free > 0:
+                busy = set(in_flight)
+                items = await self._read(functools.partial(_due, name, free, busy))
+                for item in items:
+                    self._launch(name, item)
+            if items and len(in_flight) < limit:
+                continue
+            timeout: float | None = None
+            if len(in_flight) < limit:
+                next_at = await self._read(lambda store: store.next_due_at(name))
+                timeout = _IDLE_POLL_SECONDS
+                if next_at is not None:
+                    timeout = min(timeout, max(0.0, next_at - self._clock()))
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(timeout):
+                    await wake.wait()
+
+    def _launch(self, name: str, item: WorkItem) -> None:
+        task = asyncio.get_running_loop().create_task(
+            self._deliver(name, item), name=f"crmphone-deliver-{name}"
+        )
+        self._in_flight[name][item.log_key] = task
+
+        def landed(_: asyncio.Task[None]) -> None:
+            self._in_flight[name].pop(item.log_key, None)
+            self._wake[name].set()
+
+        task.add_done_callback(landed)
+
+    async def _deliver(self, name: str, item: WorkItem) -> None:
+        adapter = self.adapters[name]
+        ids: tuple[int, ...] = (item.id,)
+        try:
+            async with asyncio.timeout(self.settings.hook_timeout):
+                if item.kind is WorkKind.POP:
+                    await self._pop(name, adapter, item)
+                else:
+                    delivery = await self._read(lambda store: store.take_log(item))
+                    if delivery is not None:
+                        ids = delivery.ids
+                        await adapter.log_call(delivery.log)
+        except asyncio.CancelledError:
+            raise  # shutting down: the work stays queued
+        except Exception as exc:  # noqa: BLE001 - every failure is classified below
+            await self._failed(name, item, ids, exc)
+            return
+        await self._write(lambda store: store.complete(ids))
+        if item.kind is WorkKind.LOG:
+            self.stats.writes_done[name] += 1
+
+    async def _pop(self, name: str, adapter: Adapter, item: WorkItem) -> None:
+        log = await self._read(lambda store: store.call_log(name, item.log_key))
+        if log is None:
+            return
+        kind = type(adapter)
+        match = await adapter.lookup_caller(log) if kind.implements("lookup_caller") else None
+        if match is not None:
+            await self._write(lambda store: store.save_match(name, item.log_key, match))
+            log = attrs.evolve(log, match=match)
+        if item.expires is not None and self._clock() > item.expires:
+            self.stats.pops_expired[name] += 1
+            return
+        if kind.implements("screen_pop"):
+            await adapter.screen_pop(log, match or log.match or CallerMatch(log.customer_number))
+
+    async def _failed(
+        self, name: str, item: WorkItem, ids: tuple[int, ...], exc: Exception
+    ) -> None:
+        permanent = isinstance(exc, CrmPermanentError)
+        retry_after = exc.retry_after if isinstance(exc, CrmRetryableError) else None
+        if isinstance(exc, TimeoutError):
+            text = f"the adapter took longer than {self.settings.hook_timeout:g} s"
+        else:
+            text = f"{type(exc).__name__}: {exc}"
+            if not isinstance(exc, CrmRetryableError | CrmPermanentError):
+                logger.error(
+                    "outbox: adapter %s raised %s, not a crmphone CRM error: retrying; map it "
+                    "in the adapter",
+                    name,
+                    type(exc).__name__,
+                    exc_info=exc,
+                )
+        text = text[:_ERROR_TEXT_LIMIT]
+        delay = self.settings.retry.next_delay(
+            failures=item.attempts + 1,
+            age=max(0.0, self._clock() - item.created),
+            retry_after=retry_after,
+            permanent=permanent,
+            rng=self._rng,
+        )
+        await self._write(lambda store: store.fail(ids, text, retry_in=delay))
+        if delay is None:
+            self.stats.dead_letters[name] += len(ids)
+            logger.warning(
+                "outbox: %s %s of %s is a dead letter after %d attempt(s): %s",
+                name,
+                item.kind.value,
+                item.log_key,
+                item.attempts + 1,
+                text,
+            )
+        else:
+            self.stats.retries[name] += 1
+            logger.info(
+                "outbox: %s %s of %s failed (%s); retrying in %.1f s",
+                name,
+                item.kind.value,
+                item.log_key,
+                text,
+                delay,
+            )
+
+    async def _feed_status(self, name: str) -> None:
+        adapter = self.adapters[name]
+        backlog, ready = self._status[name], self._status_ready[name]
+        while True:
+            await ready.wait()
+            ready.clear()
+            while backlog:
+                event = backlog.popleft()
+                try:
+                    async with asyncio.timeout(self.settings.hook_timeout):
+                        await adapter.on_connection_event(event)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # noqa: BLE001 - status is best effort
+                    logger.warning(
+                        "outbox: %s could not show %s: %s", name, type(event).__name__, exc
+                    )
+
+
+def _due(name: str, limit: int, busy: set[str], store: OutboxStore) -> list[WorkItem]:
+    return store.due(name, limit=limit, busy=busy)
+
+
+def _commit(operations: list[_Write], store: OutboxStore) -> list[tuple[bool, Any]]:
+    """Run ``operations`` in one transaction; each in a savepoint, so one failing undoes itself only."""
+    outcomes: list[tuple[bool, Any]] = []
+    with store.transaction():
+        for operation in operations:
+            try:
+                with store.savepoint():
+                    value = operation(store)
+            except Exception as exc:  # noqa: BLE001 - handed to the operation's awaiter
+                outcomes.append((False, exc))
+            else:
+                outcomes.append((True, value))
+    return outcomes

@@ -1,0 +1,245 @@
+"""The connector: platform events → calls → durable outbox → CRM adapters.
+
+The composition root (the one module that knows all the others): it follows the agents'
+conversation topics on the notification channel, turns each notification into call events with
+:class:`~crmphone.calls.CallTracker`, and commits them to the :class:`~crmphone.adapters.Outbox`,
+whose workers drive the adapters. Commands from the CRM side (click-to-dial) come back through
+:meth:`Connector.dial`.
+
+Nothing is lost across gaps: after every reconnect of the channel, and at every start (the outbox
+file remembers when the platform was last heard), :meth:`Connector.resync` asks the platform which
+conversations the agents had during the gap (analytics detail query) and re-reads them together
+with every call still live, and the tracker emits exactly the events that were missed. Copies are
+harmless: the outbox refuses an event it already stored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Collection
+from datetime import datetime, timedelta
+
+import attrs
+
+from crmphone.adapters import CrmRecord, Outbox
+from crmphone.calls import CallTracker
+from crmphone.clock import Clock, SystemClock
+from crmphone.errors import ConfigError, NotFoundError, PlatformError
+from crmphone.events import CallEvent
+from crmphone.notifications import ChannelSettings, CloseDiagnosis, NotificationStream, Resync
+from crmphone.platform import CallConversation, PlatformClient
+
+__all__ = ["AdapterCommands", "Connector", "ConnectorStats", "Dialer"]
+
+logger = logging.getLogger(__name__)
+
+#: Places a call for an agent and returns its conversation id (the agent's phone does it).
+Dialer = Callable[[str, str], Awaitable[str]]
+
+_LAST_HEARD = "platform.last_heard"
+# Analytics detail data can trail the live events a little; widen the gap's window by this much.
+_GAP_MARGIN = timedelta(seconds=30)
+# How often "last heard from the platform" is written down while events flow.
+_LAST_HEARD_EVERY = timedelta(seconds=5)
+
+
+@attrs.define
+class ConnectorStats:
+    """What the connector did: notifications in, call events made, resyncs, channel closes."""
+
+    notifications: int = 0
+    call_events: int = 0
+    resyncs: int = 0
+    resync_events: int = 0
+    resync_failures: int = 0
+    closes: int = 0
+
+
+class Connector:
+    """Follow ``agent_ids``' calls on the platform and feed them to ``outbox``.
+
+    ``client`` is an open :class:`~crmphone.platform.PlatformClient` (client-credentials tokens:
+    the connector reads every agent's conversations). ``dialer`` places a click-to-dial call for
+    an agent (without one, :meth:`dial` refuses). Run it with :meth:`run` until ``stop`` is set.
+    """
+
+    def __init__(
+        self,
+        client: PlatformClient,
+        outbox: Outbox,
+        *,
+        agent_ids: Collection[str],
+        channel_settings: ChannelSettings | None = None,
+        dialer: Dialer | None = None,
+        clock: Clock | None = None,
+    ) -> None:
+        if not agent_ids:
+            raise ConfigError("name at least one agent to follow", key="agents.ids")
+        self.client = client
+        self.outbox = outbox
+        self.agent_ids = tuple(dict.fromkeys(agent_ids))
+        self.channel_settings = channel_settings
+        self.stats = ConnectorStats()
+        self.ready = asyncio.Event()
+        self._dialer = dialer
+        self._clock: Clock = clock or SystemClock()
+        self._tracker = CallTracker(self.agent_ids, self._clock)
+        self._stream: NotificationStream | None = None
+        self._last_noted: datetime | None = None
+        self._resync_lock = asyncio.Lock()
+
+    @property
+    def topics(self) -> tuple[str, ...]:
+        """The topics followed: each agent's calls."""
+        return tuple(f"v2.users.{agent}.conversations.calls" for agent in self.agent_ids)
+
+    @property
+    def stream(self) -> NotificationStream | None:
+        """The notification stream while running (for its statistics)."""
+        return self._stream
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Follow the topics until ``stop`` is set; catch up on what was missed first.
+
+        Raises what the notification stream cannot recover from (bad credentials, refused
+        topics); every other failure is ridden out.
+        """
+        stream = NotificationStream(
+            self.client,
+            self.topics,
+            settings=self.channel_settings,
+            clock=self._clock,
+            on_close=self._closed,
+            on_resync=self._reconnected,
+        )
+        self._stream = stream
+        async with stream:
+            logger.info(
+                "connector: following %d agent(s) on %d channel(s)",
+                len(self.agent_ids),
+                len(stream.plan),
+            )
+            since = await self.outbox.recall(_LAST_HEARD)
+            await self.resync(datetime.fromisoformat(since) if since else None)
+            self.ready.set()
+            consume = asyncio.create_task(self._consume(stream), name="crmphone-connector")
+            stopping = asyncio.create_task(stop.wait())
+            try:
+                await asyncio.wait({consume, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                self.ready.clear()
+                stopping.cancel()
+                consume.cancel()
+                results = await asyncio.gather(consume, stopping, return_exceptions=True)
+                await self._note_heard(force=True)
+            failure = results[0]
+            if isinstance(failure, BaseException) and not isinstance(
+                failure, asyncio.CancelledError
+            ):
+                raise failure
+        self._stream = None
+
+    async def _consume(self, stream: NotificationStream) -> None:
+        async for notification in stream:
+            self.stats.notifications += 1
+            await self._submit(self._tracker.feed_event(notification))
+            await self._note_heard()
+
+    async def _submit(self, events: list[CallEvent]) -> None:
+        if events:
+            self.stats.call_events += len(events)
+            await self.outbox.submit(events)
+
+    async def _note_heard(self, *, force: bool = False) -> None:
+        now = self._clock.wall()
+        if force or self._last_noted is None or now - self._last_noted >= _LAST_HEARD_EVERY:
+            self._last_noted = now
+            await self.outbox.remember(_LAST_HEARD, now.isoformat())
+
+    # ------------------------------------------------------------------ gaps
+
+    def _closed(self, diagnosis: CloseDiagnosis) -> None:
+        self.stats.closes += 1
+        logger.info("connector: channel closed: %s", diagnosis.one_line())
+
+    async def _reconnected(self, resync: Resync) -> None:
+        await self.resync(resync.gap_started)
+
+    async def resync(self, gap_started: datetime | None) -> list[CallEvent]:
+        """Re-read the calls that may have changed unseen since ``gap_started`` (None: only the
+        live ones) and submit exactly the events that were missed; return them."""
+        async with self._resync_lock:
+            self.stats.resyncs += 1
+            ids = set(self._tracker.live_conversation_ids())
+            now = self._clock.wall()
+            if gap_started is not None:
+                try:
+                    found = await self.client.conversation_ids_between(
+                        gap_started - _GAP_MARGIN, now, user_ids=self.agent_ids
+                    )
+                except PlatformError as exc:
+                    self.stats.resync_failures += 1
+                    logger.warning(
+                        "connector: cannot list the conversations of the gap since %s (%s); "
+                        "re-reading live calls only",
+                        gap_started.isoformat(),
+                        exc,
+                    )
+                else:
+                    ids.update(found)
+            current: list[CallConversation] = []
+            events: list[CallEvent] = []
+            for conversation_id in sorted(ids):
+                try:
+                    current.append(await self.client.get_call(conversation_id))
+                except NotFoundError:
+                    events.extend(self._tracker.forget(conversation_id))
+                except PlatformError as exc:
+                    self.stats.resync_failures += 1
+                    logger.warning("connector: cannot re-read %s: %s", conversation_id, exc)
+            events.extend(self._tracker.resync(current))
+            self.stats.resync_events += len(events)
+            if events:
+                logger.info("connector: resync found %d missed event(s)", len(events))
+            await self._submit(events)
+            await self._note_heard(force=True)
+            return events
+
+    # ------------------------------------------------------------------ commands
+
+    async def dial(
+        self, number: str, *, agent_id: str, record: CrmRecord | None = None, adapter: str
+    ) -> str:
+        """Place a click-to-dial call for ``agent_id``; link its log to ``record`` for ``adapter``.
+
+        The link is read when the log is written, at connect at the earliest, by which time the
+        platform has named the conversation and the link is stored.
+        """
+        if self._dialer is None:
+            raise ConfigError(
+                "click-to-dial needs the agent's phone: run the connector with a dialer "
+                "(the bridge provides one)",
+                key="adapters",
+            )
+        conversation_id = await self._dialer(agent_id, number)
+        if record is not None:
+            await self.outbox.link_record(adapter, conversation_id, record)
+        return conversation_id
+
+
+class AdapterCommands:
+    """The :class:`~crmphone.adapters.Commands` an adapter gets: dials through the connector,
+    linking the call's log to the record (bound to the connector once it exists)."""
+
+    def __init__(self, adapter: str) -> None:
+        self.adapter = adapter
+        self.connector: Connector | None = None
+
+    async def dial(self, number: str, *, agent_id: str, record: CrmRecord | None = None) -> str:
+        """Place a call for ``agent_id`` to ``number``; its log links to ``record``."""
+        if self.connector is None:
+            raise ConfigError("the connector is not running yet", key="adapters")
+        return await self.connector.dial(
+            number, agent_id=agent_id, record=record, adapter=self.adapter
+        )

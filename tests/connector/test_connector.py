@@ -1,0 +1,142 @@
+"""The connector end to end: sandbox platform → channel → calls → outbox → adapter."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from crmphone.adapters import LogStage
+from crmphone.config import ConnectorConfig, parse_config
+from crmphone.connector import Connector
+from crmphone.sandbox import SandboxServer
+from crmphone.service import run_connector
+from crmphone.testing import TEST_CLIENT_ID, TEST_CLIENT_SECRET
+from crmphone.testing.recording import RecordingAdapter
+
+ENVIRON = {"CRMPHONE_CLIENT_ID": TEST_CLIENT_ID, "CRMPHONE_CLIENT_SECRET": TEST_CLIENT_SECRET}
+
+
+def connector_config(sandbox: SandboxServer, tmp_path: Path, extra: str = "") -> ConnectorConfig:
+    text = f"""
+[platform]
+kind = "sandbox"
+url = "{sandbox.base_url}"
+
+[outbox]
+path = "outbox.sqlite3"
+initial_delay = 0.05
+max_delay = 0.2
+{extra}
+"""
+    return parse_config(text, base_dir=tmp_path, environ=ENVIRON)
+
+
+async def run_until(
+    config: ConnectorConfig,
+    adapter: RecordingAdapter,
+    scenario: Callable[[Connector, Any, Any], Awaitable[None]],
+    **options: Any,
+) -> None:
+    """Run the connector, play ``scenario`` once it is ready, then stop it."""
+    stop = asyncio.Event()
+
+    async def play(connector: Connector, health: Any, sandbox: Any) -> None:
+        try:
+            await scenario(connector, health, sandbox)
+        finally:
+            stop.set()
+
+    async with asyncio.timeout(30):
+        await run_connector(config, stop=stop, adapters={"crm": adapter}, on_ready=play, **options)
+
+
+async def finished_logs(adapter: RecordingAdapter, count: int, within: float = 10.0) -> None:
+    async with asyncio.timeout(within):
+        while sum(log.stage is LogStage.WRAPPED_UP for log in adapter.logs.values()) < count:
+            adapter.changed.clear()
+            await adapter.changed.wait()
+
+
+async def test_sandbox_calls_become_one_finished_log_each(
+    sandbox: SandboxServer, tmp_path: Path
+) -> None:
+    """Three calls to three agents: each popped once and logged once per stage, in order."""
+    adapter = RecordingAdapter()
+    platform = sandbox.sandbox
+
+    async def scenario(connector: Connector, health: Any, _: Any) -> None:
+        for agent in platform.agents:
+            await platform.calls.place_inbound(agent.id, ani="+15551230042")
+        await finished_logs(adapter, len(platform.agents))
+
+    await run_until(connector_config(sandbox, tmp_path), adapter, scenario)
+    assert len(adapter.logs) == len(platform.agents)
+    assert len(adapter.of("screen_pop")) == len(platform.agents)
+    by_call: dict[str, list[LogStage]] = {}
+    for write in adapter.writes:
+        by_call.setdefault(write.key, []).append(write.stage)
+    for stages in by_call.values():
+        assert stages == sorted(stages)
+        assert len(stages) == len(set(stages))  # no stage written twice
+    assert {log.customer_number for log in adapter.logs.values()} == {"+15551230042"}
+
+
+async def test_calls_made_while_the_connector_was_down_are_caught_up(
+    sandbox: SandboxServer, tmp_path: Path
+) -> None:
+    """A restart reads the conversations of the downtime and logs each of them once."""
+    config = connector_config(sandbox, tmp_path)
+    platform = sandbox.sandbox
+    agent = platform.agents[0].id
+
+    first = RecordingAdapter()
+
+    async def one_call(connector: Connector, health: Any, _: Any) -> None:
+        await platform.calls.place_inbound(agent)
+        await finished_logs(first, 1)
+
+    await run_until(config, first, one_call)
+
+    # The connector is down: two calls come and go.
+    missed = [await platform.calls.place_inbound(agent) for _ in range(2)]
+    for conversation_id in missed:
+        await platform.calls.wait_closed(conversation_id)
+
+    second = RecordingAdapter()
+
+    async def catch_up(connector: Connector, health: Any, _: Any) -> None:
+        await finished_logs(second, 2)
+
+    await run_until(config, second, catch_up)
+    assert {log.conversation_id for log in second.logs.values()} == set(missed)
+    assert all(log.stage is LogStage.WRAPPED_UP for log in second.logs.values())
+
+
+async def test_health_metrics_and_readiness_follow_the_connector(
+    sandbox: SandboxServer, tmp_path: Path
+) -> None:
+    """/readyz is 200 once following; /metrics counts the events and writes."""
+    adapter = RecordingAdapter()
+    platform = sandbox.sandbox
+
+    async def scenario(connector: Connector, health: Any, _: Any) -> None:
+        await platform.calls.place_inbound(platform.agents[0].id)
+        await finished_logs(adapter, 1)
+        async with httpx.AsyncClient(base_url=health.url) as http:
+            assert (await http.get("/readyz")).status_code == 200
+            async with asyncio.timeout(5):
+                while True:
+                    text = (await http.get("/metrics")).text
+                    if "crmphone_events_in_total 4" in text and re.search(
+                        r'crmphone_writes_done_total\{adapter="crm"\} [1-3]', text
+                    ):
+                        break
+                    await asyncio.sleep(0.1)
+            assert 'crmphone_dead_letters_total{adapter="crm"} 0' in text
+
+    await run_until(connector_config(sandbox, tmp_path), adapter, scenario, health_port=0)
