@@ -3,7 +3,9 @@
 The composition root (the one module that knows all the others): it follows the agents'
 conversation topics on the notification channel, turns each notification into call events with
 :class:`~crmphone.calls.CallTracker`, and commits them to the :class:`~crmphone.adapters.Outbox`,
-whose workers drive the adapters. Commands from the CRM side (click-to-dial) come back through
+whose workers drive the adapters. Each agent's ``persistentconnection`` topic becomes
+:class:`~crmphone.events.ConnectionStateChanged` status events for the adapters' "persistent
+connection active" indicator. Commands from the CRM side (click-to-dial) come back through
 :meth:`Connector.dial`.
 
 Nothing is lost across gaps: after every reconnect of the channel, and at every start (the outbox
@@ -26,8 +28,14 @@ from crmphone.adapters import CrmRecord, Outbox
 from crmphone.calls import CallTracker
 from crmphone.clock import Clock, SystemClock
 from crmphone.errors import ConfigError, NotFoundError, PlatformError
-from crmphone.events import CallEvent
-from crmphone.notifications import ChannelSettings, CloseDiagnosis, NotificationStream, Resync
+from crmphone.events import CallEvent, ConnectionState, ConnectionStateChanged
+from crmphone.notifications import (
+    ChannelSettings,
+    CloseDiagnosis,
+    NotificationStream,
+    Resync,
+    TopicEvent,
+)
 from crmphone.platform import CallConversation, PlatformClient
 
 __all__ = ["AdapterCommands", "Connector", "ConnectorStats", "Dialer"]
@@ -40,6 +48,14 @@ Dialer = Callable[[str, str], Awaitable[str]]
 _LAST_HEARD = "platform.last_heard"
 # Analytics detail data can trail the live events a little; widen the gap's window by this much.
 _GAP_MARGIN = timedelta(seconds=30)
+# The platform's persistentState names → ours (UNKNOWN: no connection yet).
+_PLATFORM_STATES = {
+    "UNKNOWN": ConnectionState.IDLE,
+    "PERSISTED": ConnectionState.PERSISTED,
+    "ACTIVE_CALL": ConnectionState.ACTIVE_CALL,
+    "DISCONNECTED": ConnectionState.DISCONNECTED,
+    "FAILED": ConnectionState.FAILED,
+}
 # How often "last heard from the platform" is written down while events flow.
 _LAST_HEARD_EVERY = timedelta(seconds=5)
 
@@ -88,11 +104,19 @@ class Connector:
         self._stream: NotificationStream | None = None
         self._last_noted: datetime | None = None
         self._resync_lock = asyncio.Lock()
+        self._connection_states: dict[str, ConnectionState] = {}
 
     @property
     def topics(self) -> tuple[str, ...]:
-        """The topics followed: each agent's calls."""
-        return tuple(f"v2.users.{agent}.conversations.calls" for agent in self.agent_ids)
+        """The topics followed: each agent's calls and persistent connection."""
+        return tuple(
+            topic
+            for agent in self.agent_ids
+            for topic in (
+                f"v2.users.{agent}.conversations.calls",
+                f"v2.users.{agent}.persistentconnection",
+            )
+        )
 
     @property
     def stream(self) -> NotificationStream | None:
@@ -143,8 +167,33 @@ class Connector:
     async def _consume(self, stream: NotificationStream) -> None:
         async for notification in stream:
             self.stats.notifications += 1
-            await self._submit(self._tracker.feed_event(notification))
+            if notification.topic_name.endswith(".persistentconnection"):
+                self._connection_changed(notification)
+            else:
+                await self._submit(self._tracker.feed_event(notification))
             await self._note_heard()
+
+    def _connection_changed(self, notification: TopicEvent) -> None:
+        """The platform's view of an agent's persistent connection → a status event for the
+        adapters (the "persistent connection active" indicator in the CRM)."""
+        body = notification.event_body if isinstance(notification.event_body, dict) else {}
+        agent_id = notification.topic_name.split(".")[2]
+        state = _PLATFORM_STATES.get(str(body.get("persistentState") or "").upper())
+        if state is None:
+            logger.warning(
+                "connector: ignored a persistentconnection event without a known state for %s",
+                agent_id,
+            )
+            return
+        previous = self._connection_states.get(agent_id, ConnectionState.IDLE)
+        if state is previous:
+            return
+        self._connection_states[agent_id] = state
+        self.outbox.publish_status(
+            ConnectionStateChanged(
+                agent_id=agent_id, previous=previous, state=state, at=self._clock.wall()
+            )
+        )
 
     async def _submit(self, events: list[CallEvent]) -> None:
         if events:

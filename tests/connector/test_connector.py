@@ -13,6 +13,7 @@ import httpx
 from crmphone.adapters import LogStage
 from crmphone.config import ConnectorConfig, parse_config
 from crmphone.connector import Connector
+from crmphone.events import ConnectionState, ConnectionStateChanged
 from crmphone.sandbox import SandboxServer
 from crmphone.service import run_connector
 from crmphone.testing import TEST_CLIENT_ID, TEST_CLIENT_SECRET
@@ -140,3 +141,27 @@ async def test_health_metrics_and_readiness_follow_the_connector(
             assert 'crmphone_dead_letters_total{adapter="crm"} 0' in text
 
     await run_until(connector_config(sandbox, tmp_path), adapter, scenario, health_port=0)
+
+
+async def test_the_platforms_persistent_connection_state_reaches_the_adapter(
+    sandbox: SandboxServer, tmp_path: Path
+) -> None:
+    """persistentconnection events become status events; a repeated state is not sent again."""
+    adapter = RecordingAdapter()
+    platform = sandbox.sandbox
+    agent = platform.agents[0].id
+    topic = f"v2.users.{agent}.persistentconnection"
+
+    async def scenario(connector: Connector, health: Any, _: Any) -> None:
+        for state in ("PERSISTED", "PERSISTED", "ACTIVE_CALL", "bogus", "DISCONNECTED"):
+            platform.publish(topic, {"userId": agent, "persistentState": state})
+        await adapter.wait_for("on_connection_event", 3)
+
+    await run_until(connector_config(sandbox, tmp_path), adapter, scenario)
+    changes = [call.event for call in adapter.of("on_connection_event")]
+    assert all(isinstance(change, ConnectionStateChanged) for change in changes)
+    assert [(c.previous, c.state) for c in changes if isinstance(c, ConnectionStateChanged)] == [
+        (ConnectionState.IDLE, ConnectionState.PERSISTED),
+        (ConnectionState.PERSISTED, ConnectionState.ACTIVE_CALL),
+        (ConnectionState.ACTIVE_CALL, ConnectionState.DISCONNECTED),
+    ]
