@@ -10,7 +10,7 @@ from typing import Any
 
 import httpx
 
-from crmphone.adapters import LogStage
+from crmphone.adapters import CrmRecord, LogStage
 from crmphone.config import ConnectorConfig, parse_config
 from crmphone.connector import Connector
 from crmphone.events import ConnectionState, ConnectionStateChanged
@@ -165,3 +165,55 @@ async def test_the_platforms_persistent_connection_state_reaches_the_adapter(
         (ConnectionState.PERSISTED, ConnectionState.ACTIVE_CALL),
         (ConnectionState.ACTIVE_CALL, ConnectionState.DISCONNECTED),
     ]
+
+
+async def test_click_to_dial_links_the_log_to_the_record_it_came_from(
+    sandbox: SandboxServer, tmp_path: Path
+) -> None:
+    """An adapter's dial goes through the connector's dialer; the call's log links the record."""
+    adapter = RecordingAdapter()
+    platform = sandbox.sandbox
+    agent = platform.agents[0].id
+    record = CrmRecord("Account", "001X", "Acme")
+
+    async def dialer(agent_id: str, number: str) -> str:
+        return await platform.calls.place_outbound(agent_id, number)
+
+    async def scenario(connector: Connector, health: Any, _: Any) -> None:
+        conversation_id = await connector.dial(
+            "+15559870000", agent_id=agent, record=record, adapter="crm"
+        )
+        await finished_logs(adapter, 1)
+        assert {log.conversation_id for log in adapter.logs.values()} == {conversation_id}
+
+    await run_until(connector_config(sandbox, tmp_path), adapter, scenario, dialer=dialer)
+    (log,) = adapter.logs.values()
+    assert log.record == record
+    assert log.direction.value == "outbound"
+
+
+def test_the_connector_log_never_shows_the_client_secret(tmp_path: Path) -> None:
+    """Whatever logs a message with the secret in it, the connector's log shows it redacted."""
+    import io
+    import logging
+
+    from crmphone.service import configure_logging
+
+    secret = "s3cr3t-value-42"
+    config = parse_config(
+        '[platform]\nkind = "sandbox"\nurl = "http://127.0.0.1:9"\n[log]\nformat = "json"\n',
+        base_dir=tmp_path,
+        environ={"CRMPHONE_CLIENT_ID": "id", "CRMPHONE_CLIENT_SECRET": secret},
+    )
+    stream = io.StringIO()
+    root = logging.getLogger()
+    saved = (list(root.handlers), root.level)
+    try:
+        configure_logging(config, stream=stream)
+        logging.getLogger("some.library").warning("token request with secret=%s", secret)
+    finally:
+        root.handlers[:], root.level = saved
+    output = stream.getvalue()
+    assert secret not in output
+    assert "[redacted]" in output
+    assert secret not in repr(config)
