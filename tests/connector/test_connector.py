@@ -13,6 +13,7 @@ import httpx
 from crmphone.adapters import CrmRecord, LogStage
 from crmphone.config import ConnectorConfig, parse_config
 from crmphone.connector import Connector
+from crmphone.errors import CrmRetryableError
 from crmphone.events import ConnectionState, ConnectionStateChanged
 from crmphone.sandbox import SandboxServer
 from crmphone.service import run_connector
@@ -217,3 +218,31 @@ def test_the_connector_log_never_shows_the_client_secret(tmp_path: Path) -> None
     assert secret not in output
     assert "[redacted]" in output
     assert secret not in repr(config)
+
+
+async def test_a_crm_outage_delays_logs_but_never_the_events(
+    sandbox: SandboxServer, tmp_path: Path
+) -> None:
+    """While the CRM fails every write, calls' events are still committed as they happen; once it
+    is back, every call gets its final log, once."""
+    adapter = RecordingAdapter()
+    adapter.fail_next(
+        "log_call", *[CrmRetryableError("503 Service Unavailable") for _ in range(10)]
+    )
+    outage = adapter.stall("lookup_caller")  # and lookups hang meanwhile
+    platform = sandbox.sandbox
+
+    async def scenario(connector: Connector, health: Any, _: Any) -> None:
+        placed = [await platform.calls.place_inbound(agent.id) for agent in platform.agents]
+        for conversation_id in placed:
+            await platform.calls.wait_closed(conversation_id)
+        # Every call's events reached the outbox while the CRM was down.
+        async with asyncio.timeout(5):
+            while connector.outbox.stats.events_in < 4 * len(placed):
+                await asyncio.sleep(0.05)
+        assert adapter.logs == {}
+        outage.set()  # the CRM comes back
+        await finished_logs(adapter, len(placed))
+
+    await run_until(connector_config(sandbox, tmp_path), adapter, scenario)
+    assert len(adapter.logs) == len(platform.agents)
