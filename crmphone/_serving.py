@@ -18,7 +18,7 @@ import uvicorn
 
 from crmphone.errors import TransportError
 
-__all__ = ["ServedApp", "bind"]
+__all__ = ["STARTUP_TIMEOUT", "ServedApp", "bind"]
 
 STARTUP_TIMEOUT = 10.0
 

@@ -600,13 +600,14 @@ def run(config_path: str, health_port: int | None) -> None:
 
     try:
         config = load_config(config_path)
-        build_adapters(config)  # plugins and their options are configuration: check them now
+        # Plugins and their options are configuration too: a problem is exit code 2, at once.
+        adapters, commands = build_adapters(config)
     except UsageError as exc:
         click.echo(f"crmphone run: {exc}", err=True)
         sys.exit(2)
     configure_logging(config)
     try:
-        asyncio.run(_run_connector(config, health_port))
+        asyncio.run(_run_connector(config, health_port, adapters, commands))
     except UsageError as exc:
         click.echo(f"crmphone run: {exc}", err=True)
         sys.exit(2)
@@ -616,7 +617,9 @@ def run(config_path: str, health_port: int | None) -> None:
     sys.exit(0)
 
 
-async def _run_connector(config: Any, health_port: int | None) -> None:
+async def _run_connector(
+    config: Any, health_port: int | None, adapters: Any, commands: Any
+) -> None:
     import signal
 
     from crmphone.service import run_connector
@@ -634,7 +637,14 @@ async def _run_connector(config: Any, health_port: int | None) -> None:
             err=True,
         )
 
-    await run_connector(config, stop=stop, health_port=health_port, on_ready=announce)
+    await run_connector(
+        config,
+        stop=stop,
+        health_port=health_port,
+        adapters=adapters,
+        commands=commands,
+        on_ready=announce,
+    )
     click.echo("crmphone run: stopped", err=True)
 
 

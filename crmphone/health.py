@@ -59,8 +59,7 @@ logger = logging.getLogger(__name__)
 CONTENT_TYPE: Final = "text/plain; version=0.0.4; charset=utf-8"
 """The media type of the Prometheus text exposition format that ``/metrics`` serves."""
 
-STARTUP_TIMEOUT: Final = 10.0
-SHUTDOWN_TIMEOUT: Final = 2.0
+SHUTDOWN_TIMEOUT: Final = 2
 
 _METRIC_NAME_RE: Final = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
 _LABEL_NAME_RE: Final = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
@@ -564,7 +563,7 @@ class HealthServer:
             name="crmphone-health-server",
             what="the health endpoint",
             hint="choose another port (--health-port) or stop what listens there",
-            shutdown_timeout=int(SHUTDOWN_TIMEOUT),
+            shutdown_timeout=SHUTDOWN_TIMEOUT,
         )
         self._port = self._served.port
         return self

@@ -16,6 +16,8 @@ import sys
 from collections.abc import AsyncIterator, Iterable, Mapping
 from typing import Any
 
+import attrs
+
 from crmphone.adapters import Adapter, AdapterContext, Outbox, OutboxSettings, RetryPolicy
 from crmphone.adapters.registry import load_adapter_class
 from crmphone.config import ConnectorConfig, LogFormat, PlatformKind
@@ -27,8 +29,6 @@ __all__ = ["build_adapters", "configure_logging", "run_connector"]
 
 logger = logging.getLogger(__name__)
 
-_SANDBOX_DEMO_ID = "demo-client"
-_SANDBOX_DEMO_SECRET = "demo-secret"  # noqa: S105 - the sandbox's published demo credential
 _METRICS_SYNC_SECONDS = 0.5
 
 
@@ -112,28 +112,28 @@ async def _platform(config: ConnectorConfig) -> AsyncIterator[tuple[PlatformClie
     async with contextlib.AsyncExitStack() as stack:
         sandbox: Any = None
         client_id, client_secret = platform.client_id, platform.client_secret
-        if platform.embedded:
+        if platform.kind is PlatformKind.SANDBOX:
             from crmphone.sandbox import SandboxConfig, SandboxServer
 
-            sandbox = await stack.enter_async_context(
-                SandboxServer(
-                    SandboxConfig(
-                        client_id=client_id or _SANDBOX_DEMO_ID,
-                        client_secret=client_secret or _SANDBOX_DEMO_SECRET,
-                    ),
-                    host="127.0.0.1",
-                    port=0,
-                )
+            # No credentials in the environment: the sandbox's own demo client.
+            sandbox_config = SandboxConfig()
+            sandbox_config = attrs.evolve(
+                sandbox_config,
+                client_id=client_id or sandbox_config.client_id,
+                client_secret=client_secret or sandbox_config.client_secret,
             )
+            client_id, client_secret = sandbox_config.client_id, sandbox_config.client_secret
+            if platform.embedded:
+                sandbox = await stack.enter_async_context(
+                    SandboxServer(sandbox_config, host="127.0.0.1", port=0)
+                )
+                logger.info("service: embedded sandbox platform on %s", sandbox.base_url)
+        if sandbox is not None:
             api_base = login_base = sandbox.base_url
-            logger.info("service: embedded sandbox platform on %s", api_base)
         else:
             assert platform.api_base is not None
             assert platform.login_base is not None
             api_base, login_base = platform.api_base, platform.login_base
-        if platform.kind is PlatformKind.SANDBOX:
-            client_id = client_id or _SANDBOX_DEMO_ID
-            client_secret = client_secret or _SANDBOX_DEMO_SECRET
         assert client_id is not None
         assert client_secret is not None
         tokens = ClientCredentials(
@@ -196,6 +196,40 @@ async def _sync_metrics(metrics: ConnectorMetrics, connector: Connector, outbox:
         await asyncio.sleep(_METRICS_SYNC_SECONDS)
 
 
+@contextlib.asynccontextmanager
+async def _health(connector: Connector, outbox: Outbox, port: int) -> AsyncIterator[HealthServer]:
+    """The health server, and the tasks that keep its metrics current (only while it serves)."""
+    metrics = ConnectorMetrics()
+    for name in outbox.adapters:
+        metrics.add_adapter(name)
+    depths: dict[str | tuple[str, ...], float] = {}
+
+    async def refresh_depths() -> None:
+        while True:
+            depths.update(await outbox.depths())
+            await asyncio.sleep(_METRICS_SYNC_SECONDS)
+
+    metrics.outbox_depth.set_labelled_function(lambda: dict(depths))
+
+    def readiness() -> Readiness:
+        if connector.ready.is_set():
+            return Readiness.yes()
+        return Readiness.no("not following the platform's events yet")
+
+    helpers = [
+        asyncio.create_task(_sync_metrics(metrics, connector, outbox)),
+        asyncio.create_task(refresh_depths()),
+    ]
+    try:
+        async with HealthServer(metrics, ready=readiness, port=port) as server:
+            logger.info("service: health and metrics on %s", server.url)
+            yield server
+    finally:
+        for task in helpers:
+            task.cancel()
+        await asyncio.gather(*helpers, return_exceptions=True)
+
+
 async def run_connector(
     config: ConnectorConfig,
     *,
@@ -203,53 +237,29 @@ async def run_connector(
     health_port: int | None = None,
     dialer: Dialer | None = None,
     adapters: Mapping[str, Adapter] | None = None,
+    commands: Mapping[str, AdapterCommands] | None = None,
     on_ready: Any = None,
 ) -> None:
     """Run the connector of ``config`` until ``stop`` is set, then drain and close.
 
-    ``adapters`` replaces the configured ones (tests); ``on_ready(connector, health_server)`` is
-    called once everything is up.
+    ``adapters`` are the adapters to drive, with the ``commands`` doors they were built with (as
+    :func:`build_adapters` returns them); by default they are built from ``config``.
+    ``on_ready(connector, health_server, sandbox)`` is called once everything is up.
     """
-    commands: dict[str, AdapterCommands] = {}
     if adapters is None:
-        built, commands = build_adapters(config)
-        adapters = built
-    metrics = ConnectorMetrics()
-    for name in adapters:
-        metrics.add_adapter(name)
+        adapters, commands = build_adapters(config)
     async with _platform(config) as (client, sandbox):
         agent_ids = await _agent_ids(config, client)
-        crm_users = {a.instance: dict(a.crm_users) for a in config.adapters}
-        outbox = Outbox(_outbox_settings(config), adapters, crm_users=crm_users)
-        async with outbox:
+        async with Outbox(_outbox_settings(config), adapters) as outbox:
             connector = Connector(client, outbox, agent_ids=agent_ids, dialer=dialer)
-            for door in commands.values():
+            for door in (commands or {}).values():
                 door.connector = connector
-            depths: dict[str | tuple[str, ...], float] = {}
-
-            async def refresh_depths() -> None:
-                while True:
-                    depths.update(await outbox.depths())
-                    await asyncio.sleep(_METRICS_SYNC_SECONDS)
-
-            metrics.outbox_depth.set_labelled_function(lambda: dict(depths))
-
-            def readiness() -> Readiness:
-                if connector.ready.is_set():
-                    return Readiness.yes()
-                return Readiness.no("not following the platform's events yet")
-
             async with contextlib.AsyncExitStack() as stack:
                 health = None
                 if health_port is not None:
                     health = await stack.enter_async_context(
-                        HealthServer(metrics, ready=readiness, port=health_port)
+                        _health(connector, outbox, health_port)
                     )
-                    logger.info("service: health and metrics on %s", health.url)
-                helpers = [
-                    asyncio.create_task(_sync_metrics(metrics, connector, outbox)),
-                    asyncio.create_task(refresh_depths()),
-                ]
                 running = asyncio.create_task(connector.run(stop))
                 try:
                     if on_ready is not None:
@@ -260,7 +270,5 @@ async def run_connector(
                     await running
                 finally:
                     stop.set()
-                    for task in helpers:
-                        task.cancel()
-                    await asyncio.gather(*helpers, running, return_exceptions=True)
+                    await asyncio.gather(running, return_exceptions=True)
                     logger.info("service: stopping; draining the writes in flight")

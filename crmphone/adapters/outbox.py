@@ -96,7 +96,8 @@ class Outbox:
 
     ``adapters`` maps each adapter's name (its instance name in the configuration) to the started
     or unstarted adapter: entering starts them, leaving drains the writes in flight and closes
-    them. ``crm_users`` maps an adapter name to its agent map (platform user → CRM user).
+    them — unless ``owns_adapters`` is False: then the caller started them and closes them.
+    Each adapter's agent map (platform user → CRM user) is its context's ``agents``.
     """
 
     def __init__(
@@ -104,23 +105,23 @@ class Outbox:
         settings: OutboxSettings,
         adapters: Mapping[str, Adapter],
         *,
-        crm_users: Mapping[str, Mapping[str, str]] | None = None,
+        owns_adapters: bool = True,
         clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
     ) -> None:
         self.settings = settings
         self.adapters = dict(adapters)
         self.stats = OutboxStats()
+        self._owns_adapters = owns_adapters
         self._clock = clock
         self._rng = rng or random.Random()
-        crm_users = crm_users or {}
         self._routes = tuple(
             AdapterRoute(
                 name=name,
                 pops=type(adapter).implements("lookup_caller")
                 or type(adapter).implements("screen_pop"),
                 pop_ttl=settings.pop_ttl,
-                crm_users=dict(crm_users.get(name, {})),
+                crm_users=dict(adapter.context.agents),
             )
             for name, adapter in self.adapters.items()
         )
@@ -153,7 +154,7 @@ class Outbox:
         )
         started: list[Adapter] = []
         try:
-            for adapter in self.adapters.values():
+            for adapter in self.adapters.values() if self._owns_adapters else ():
                 await adapter.start()
                 started.append(adapter)
         except BaseException:
@@ -203,13 +204,12 @@ class Outbox:
         for task in others:
             task.cancel()
         await asyncio.gather(*others, return_exceptions=True)
-        # The writer commits what the deliveries reported, then stops.
-        while self._writes or self._flushing:
-            self._write_ready.set()
-            await asyncio.sleep(0.001)
+        # Writes commit in order: once a no-op queued last is done, so is what the deliveries
+        # reported before it.
+        await self._write(lambda store: None)
         writer.cancel()
         await asyncio.gather(writer, return_exceptions=True)
-        for adapter in self.adapters.values():
+        for adapter in self.adapters.values() if self._owns_adapters else ():
             await self._close_adapter(adapter)
         await self._read(lambda store: store.close())
         self._db.shutdown(wait=True)

@@ -24,7 +24,7 @@ from typing import Any, Self, TypeVar, cast
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from websockets.http11 import Request as HandshakeRequest
 
-from crmphone._serving import ServedApp
+from crmphone._serving import STARTUP_TIMEOUT, ServedApp
 from crmphone.clock import Clock
 from crmphone.errors import InvalidStateError, TransportError
 
@@ -36,7 +36,6 @@ __all__ = ["SandboxServer", "SandboxThread", "serve"]
 
 T = TypeVar("T")
 
-STARTUP_TIMEOUT = 10.0
 SHUTDOWN_TIMEOUT = 5
 
 

@@ -38,8 +38,7 @@ runs one outside pytest's collection and raises :class:`AssertionError` when the
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import Awaitable, Iterator, Sequence
+from collections.abc import Awaitable, Sequence
 from pathlib import Path
 from typing import ClassVar, Literal, NoReturn, Protocol, TypeVar
 
@@ -267,24 +266,23 @@ class AdapterConformance:
             ),
             hook_timeout=max(10.0, 2 * self.stall_seconds),
         )
-        crm_users = {name: {self.agent_id: self.crm_user_id}} if self.crm_user_id else None
-        with _lifecycle_kept_by_fixture(adapter):
-            async with Outbox(settings, {name: adapter}, crm_users=crm_users) as outbox:
-                # Paced: each stage is delivered before the next event, so every write reaches
-                # the CRM (the retried create, then two updates).
-                paced = self.call_events()
-                backend.fail_next("retryable")
-                for event in paced:
-                    await outbox.submit([event])
-                    await self._idle(outbox)
-                # Bunched: the later events arrive while the failed create waits for its retry;
-                # the outbox holds them back and delivers the call's latest content after it.
-                bunched = self.call_events()
-                backend.fail_next("retryable")
-                for event in bunched:
-                    await outbox.submit([event])
+        # The `adapter` fixture started the adapter and closes it: the outbox must not.
+        async with Outbox(settings, {name: adapter}, owns_adapters=False) as outbox:
+            # Paced: each stage is delivered before the next event, so every write reaches
+            # the CRM (the retried create, then two updates).
+            paced = self.call_events()
+            backend.fail_next("retryable")
+            for event in paced:
+                await outbox.submit([event])
                 await self._idle(outbox)
-                stats = outbox.stats
+            # Bunched: the later events arrive while the failed create waits for its retry;
+            # the outbox holds them back and delivers the call's latest content after it.
+            bunched = self.call_events()
+            backend.fail_next("retryable")
+            for event in bunched:
+                await outbox.submit([event])
+            await self._idle(outbox)
+            stats = outbox.stats
         assert stats.retries[name] >= 2, (
             "an injected retryable failure never reached the adapter: check the backend's "
             "fail_next()"
@@ -386,27 +384,3 @@ def _skip(reason: str) -> NoReturn:
     import pytest
 
     pytest.skip(reason)
-
-
-@contextlib.contextmanager
-def _lifecycle_kept_by_fixture(adapter: Adapter) -> Iterator[None]:
-    """Hide ``adapter``'s start and close from an outbox for a while.
-
-    The ``adapter`` fixture started the adapter and will close it; an outbox starts and closes
-    its adapters itself, and the contract says each happens once.
-    """
-
-    async def nothing() -> None:
-        return None
-
-    attributes = vars(adapter)
-    saved: dict[str, object] = {
-        name: attributes[name] for name in ("start", "close") if name in attributes
-    }
-    attributes["start"] = attributes["close"] = nothing
-    try:
-        yield
-    finally:
-        for name in ("start", "close"):
-            attributes.pop(name, None)
-        attributes.update(saved)

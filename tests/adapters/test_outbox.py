@@ -8,6 +8,7 @@ import logging
 import random
 import time
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -43,10 +44,10 @@ def settings(tmp_path: Path, **overrides: Any) -> OutboxSettings:
 async def outbox_with(
     tmp_path: Path, adapter: RecordingAdapter | None = None, **overrides: Any
 ) -> AsyncIterator[tuple[Outbox, RecordingAdapter]]:
-    adapter = adapter or RecordingAdapter(records={NUMBER: [ALICE]})
-    async with Outbox(
-        settings(tmp_path, **overrides), {"crm": adapter}, crm_users={"crm": {"agent-1": "005X"}}
-    ) as outbox:
+    adapter = adapter or RecordingAdapter(
+        AdapterContext(name="crm", agents={"agent-1": "005X"}), records={NUMBER: [ALICE]}
+    )
+    async with Outbox(settings(tmp_path, **overrides), {"crm": adapter}) as outbox:
         yield outbox, adapter
 
 
@@ -270,7 +271,7 @@ async def test_status_events_reach_the_adapter_latest_first_when_it_lags(tmp_pat
             outbox.publish_status(
                 ConnectionStateChanged(
                     agent_id="agent-1",
-                    at=fake_call()[0].at,
+                    at=datetime.now(UTC),
                     state=states[index % 2],
                     previous=states[(index + 1) % 2],
                 )
