@@ -1,6 +1,6 @@
 """Serving an ASGI app with uvicorn on the running event loop, on a socket bound here.
 
-What the sandbox, the health endpoint (and later the emulators and the bridge) share: uvicorn
+What the sandbox, the health endpoint, the CRM emulators (and later the bridge) share: uvicorn
 without its signal handlers (the embedding program owns Ctrl+C), a shutdown that starts at once
 instead of at uvicorn's next 0.1 s poll, and a listener bound before uvicorn starts, so port 0
 yields the real port and a busy port is a clear error.
@@ -11,14 +11,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+import tempfile
 from collections.abc import Generator
+from pathlib import Path
 from typing import Any, Self
 
 import uvicorn
 
 from crmphone.errors import TransportError
 
-__all__ = ["STARTUP_TIMEOUT", "ServedApp", "bind"]
+__all__ = ["STARTUP_TIMEOUT", "LocalTls", "ServedApp", "bind"]
 
 STARTUP_TIMEOUT = 10.0
 
@@ -134,3 +136,41 @@ class ServedApp:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+
+
+class LocalTls:
+    """A private certificate authority and a server certificate for ``127.0.0.1`` and
+    ``localhost``, written as PEM files to a private temporary directory.
+
+    What the CRM emulators serve HTTPS with: clients trust :attr:`ca_file` (never the system
+    store, never a disabled check). :meth:`uvicorn_options` goes to :meth:`ServedApp.start`;
+    :meth:`close` deletes the files (the key never outlives the server). Needs ``trustme``.
+    """
+
+    def __init__(self, *, hosts: tuple[str, ...] = ("127.0.0.1", "localhost")) -> None:
+        try:
+            import trustme  # only what serves TLS pays for it
+        except ImportError as exc:  # pragma: no cover - a packaging error, named for the user
+            raise TransportError("serving local HTTPS needs the 'trustme' package") from exc
+        self._directory = tempfile.TemporaryDirectory(prefix="crmphone-tls-")
+        folder = Path(self._directory.name)
+        authority = trustme.CA(organization_name="crmphone local emulator CA")
+        leaf = authority.issue_cert(*hosts)
+        self.ca_file = folder / "ca.pem"
+        """The CA certificate (PEM) a client trusts to talk to the server."""
+        authority.cert_pem.write_to_path(str(self.ca_file))
+        self._cert_file = folder / "server.pem"
+        self._key_file = folder / "server.key"
+        leaf.cert_chain_pems[0].write_to_path(str(self._cert_file))
+        for extra in leaf.cert_chain_pems[1:]:
+            extra.write_to_path(str(self._cert_file), append=True)
+        leaf.private_key_pem.write_to_path(str(self._key_file))
+        self._key_file.chmod(0o600)
+
+    def uvicorn_options(self) -> dict[str, str]:
+        """The ``ssl_certfile``/``ssl_keyfile`` options that make uvicorn serve this certificate."""
+        return {"ssl_certfile": str(self._cert_file), "ssl_keyfile": str(self._key_file)}
+
+    def close(self) -> None:
+        """Delete the certificate files."""
+        self._directory.cleanup()

@@ -17,6 +17,7 @@ never passes silently.
 
     [agents]
     ids = ["5a1c…", "9b2e…"]              # required for genesys; absent = every sandbox agent
+    presence = true                       # follow presence and routing status (default true)
     [agents.crm_users]                    # platform user id -> CRM user id, for every adapter
     "5a1c…" = "0055g00000AbCdE"
     [agents.crm_users.zendesk]            # ... or for one adapter instance only (wins)
@@ -167,11 +168,14 @@ class AgentsConfig:
     """``[agents]``: whose calls to follow, and who each agent is in each CRM.
 
     ``ids`` empty means every agent of the sandbox (only allowed for kind sandbox).
+    ``presence`` follows their presence and routing status too (the OAuth client then needs
+    ``directory:user:view`` and ``routing:agent:view``).
     ``crm_users`` is the map for every adapter; ``crm_users_by_adapter`` holds the per-instance
     tables as written. Adapters get the merged map as :attr:`AdapterConfig.crm_users`.
     """
 
     ids: tuple[str, ...] = ()
+    presence: bool = True
     crm_users: Mapping[str, str] = attrs.field(factory=dict, converter=_frozen_map)
     crm_users_by_adapter: Mapping[str, Mapping[str, str]] = attrs.field(
         factory=dict, converter=_frozen_nested_map
@@ -628,8 +632,15 @@ class _Parser:
     def _agents(
         table: Mapping[str, Any], platform: PlatformConfig, instances: list[str]
     ) -> AgentsConfig:
-        _check_keys(table, "agents", ("ids", "crm_users"))
+        _check_keys(table, "agents", ("ids", "presence", "crm_users"))
         ids = _string_list(table["ids"], "agents.ids") if "ids" in table else ()
+        presence = table.get("presence", True)
+        if not isinstance(presence, bool):
+            raise ConfigError(
+                f"must be true or false, {_got(presence)}; write presence = false to stop "
+                "following presence and routing status",
+                key="agents.presence",
+            )
         if not ids and platform.kind is PlatformKind.GENESYS:
             raise ConfigError(
                 "Genesys Cloud needs the platform user ids of the agents to follow; set "
@@ -661,7 +672,9 @@ class _Parser:
                 }
             else:
                 shared[key] = _crm_user(value, f"agents.crm_users.{key}")
-        return AgentsConfig(ids=ids, crm_users=shared, crm_users_by_adapter=by_adapter)
+        return AgentsConfig(
+            ids=ids, presence=presence, crm_users=shared, crm_users_by_adapter=by_adapter
+        )
 
     # ------------------------------------------------------------------ [outbox], [log]
 

@@ -5,14 +5,18 @@ conversation topics on the notification channel, turns each notification into ca
 :class:`~crmphone.calls.CallTracker`, and commits them to the :class:`~crmphone.adapters.Outbox`,
 whose workers drive the adapters. Each agent's ``persistentconnection`` topic becomes
 :class:`~crmphone.events.ConnectionStateChanged` status events for the adapters' "persistent
-connection active" indicator. Commands from the CRM side (click-to-dial) come back through
+connection active" indicator, and (unless turned off) their ``presence`` and ``routingStatus``
+topics become :class:`~crmphone.events.PresenceChanged` and
+:class:`~crmphone.events.RoutingStatusChanged` through :class:`~crmphone.presence.PresenceTracker`.
+Commands from the CRM side (click-to-dial) come back through
 :meth:`Connector.dial`.
 
 Nothing is lost across gaps: after every reconnect of the channel, and at every start (the outbox
 file remembers when the platform was last heard), :meth:`Connector.resync` asks the platform which
 conversations the agents had during the gap (analytics detail query) and re-reads them together
 with every call still live, and the tracker emits exactly the events that were missed. Copies are
-harmless: the outbox refuses an event it already stored.
+harmless: the outbox refuses an event it already stored. Presence is re-read too (one request per
+hundred agents), and only what changed during the gap is reported.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from crmphone.adapters import CrmRecord, Outbox
 from crmphone.calls import CallTracker
 from crmphone.clock import Clock, SystemClock
 from crmphone.errors import ConfigError, NotFoundError, PlatformError
-from crmphone.events import CallEvent, ConnectionState, ConnectionStateChanged
+from crmphone.events import CallEvent, ConnectionState, ConnectionStateChanged, PresenceEvent
 from crmphone.notifications import (
     ChannelSettings,
     CloseDiagnosis,
@@ -37,6 +41,7 @@ from crmphone.notifications import (
     TopicEvent,
 )
 from crmphone.platform import CallConversation, PlatformClient
+from crmphone.presence import PresenceTracker, presence_topics
 
 __all__ = ["AdapterCommands", "Connector", "ConnectorStats", "Dialer"]
 
@@ -70,6 +75,7 @@ class ConnectorStats:
     resync_events: int = 0
     resync_failures: int = 0
     closes: int = 0
+    presence_events: int = 0
 
 
 class Connector:
@@ -77,7 +83,8 @@ class Connector:
 
     ``client`` is an open :class:`~crmphone.platform.PlatformClient` (client-credentials tokens:
     the connector reads every agent's conversations). ``dialer`` places a click-to-dial call for
-    an agent (without one, :meth:`dial` refuses). Run it with :meth:`run` until ``stop`` is set.
+    an agent (without one, :meth:`dial` refuses). ``follow_presence`` adds each agent's presence
+    and routing status topics. Run it with :meth:`run` until ``stop`` is set.
     """
 
     def __init__(
@@ -88,6 +95,7 @@ class Connector:
         agent_ids: Collection[str],
         channel_settings: ChannelSettings | None = None,
         dialer: Dialer | None = None,
+        follow_presence: bool = True,
         clock: Clock | None = None,
     ) -> None:
         if not agent_ids:
@@ -101,6 +109,8 @@ class Connector:
         self._dialer = dialer
         self._clock: Clock = clock or SystemClock()
         self._tracker = CallTracker(self.agent_ids, self._clock)
+        self.follow_presence = follow_presence
+        self._presence = PresenceTracker(self.agent_ids, self._clock)
         self._stream: NotificationStream | None = None
         self._last_noted: datetime | None = None
         self._resync_lock = asyncio.Lock()
@@ -108,13 +118,15 @@ class Connector:
 
     @property
     def topics(self) -> tuple[str, ...]:
-        """The topics followed: each agent's calls and persistent connection."""
+        """The topics followed: each agent's calls and persistent connection, and their presence
+        and routing status when :attr:`follow_presence`."""
         return tuple(
             topic
             for agent in self.agent_ids
             for topic in (
                 f"v2.users.{agent}.conversations.calls",
                 f"v2.users.{agent}.persistentconnection",
+                *(presence_topics(agent) if self.follow_presence else ()),
             )
         )
 
@@ -167,8 +179,11 @@ class Connector:
     async def _consume(self, stream: NotificationStream) -> None:
         async for notification in stream:
             self.stats.notifications += 1
-            if notification.topic_name.endswith(".persistentconnection"):
+            topic = notification.topic_name
+            if topic.endswith(".persistentconnection"):
                 self._connection_changed(notification)
+            elif topic.endswith((".presence", ".routingStatus")):
+                self._publish_presence(self._presence.feed(notification))
             else:
                 await self._submit(self._tracker.feed_event(notification))
             await self._note_heard()
@@ -194,6 +209,31 @@ class Connector:
                 agent_id=agent_id, previous=previous, state=state, at=self._clock.wall()
             )
         )
+
+    def _publish_presence(self, events: list[PresenceEvent]) -> None:
+        for event in events:
+            self.stats.presence_events += 1
+            self.outbox.publish_status(event)
+
+    async def _resync_presence(self) -> None:
+        """Re-read every agent's presence and routing status; report what changed unseen."""
+        try:
+            users = await self.client.get_users(
+                self.agent_ids, expand=("presence", "routingStatus")
+            )
+        except PlatformError as exc:
+            self.stats.resync_failures += 1
+            logger.warning("connector: cannot re-read the agents' presence: %s", exc)
+            return
+        events: list[PresenceEvent] = []
+        for user in users:
+            if user.presence is not None:
+                changed = self._presence.observe_presence(user.id, user.presence)
+                events.extend([changed] if changed is not None else [])
+            if user.routing_status is not None:
+                routed = self._presence.observe_routing_status(user.id, user.routing_status)
+                events.extend([routed] if routed is not None else [])
+        self._publish_presence(events)
 
     async def _submit(self, events: list[CallEvent]) -> None:
         if events:
@@ -248,6 +288,8 @@ class Connector:
                     self.stats.resync_failures += 1
                     logger.warning("connector: cannot re-read %s: %s", conversation_id, exc)
             events.extend(self._tracker.resync(current))
+            if self.follow_presence:
+                await self._resync_presence()
             self.stats.resync_events += len(events)
             if events:
                 logger.info("connector: resync found %d missed event(s)", len(events))

@@ -46,6 +46,11 @@ __all__ = [
     "PersistentConnectionDown",
     "PersistentConnectionUp",
     "PhoneEvent",
+    "PresenceChanged",
+    "PresenceEvent",
+    "RoutingStatus",
+    "RoutingStatusChanged",
+    "StatusEvent",
 ]
 
 
@@ -337,5 +342,67 @@ PhoneEvent = (
 """Any event the phone's connection policy emits."""
 
 
-Event: TypeAlias = CallEvent | PhoneEvent
-"""Every event an adapter can receive (presence events will join this union)."""
+# Presence (the platform's view of the agent: the presence they chose and the routing status
+# the platform gives them). crmphone.presence turns the platform's presence and routingStatus
+# topics into these.
+
+
+class RoutingStatus(enum.StrEnum):
+    """The platform's routing status of an agent (who can be offered queue calls now)."""
+
+    OFF_QUEUE = "OFF_QUEUE"
+    """Not on queue: no queue calls are offered."""
+    IDLE = "IDLE"
+    """On queue and free: the next queue call may be offered."""
+    INTERACTING = "INTERACTING"
+    """On queue and busy with a call."""
+    NOT_RESPONDING = "NOT_RESPONDING"
+    """On queue, but let an offered call go unanswered: nothing more is offered until they act."""
+    COMMUNICATING = "COMMUNICATING"
+    """On queue, busy with a call that did not come from a queue."""
+
+
+@attrs.frozen
+class PresenceChanged:
+    """The agent's presence changed (what they chose: Available, Busy, On Queue, Offline, …).
+
+    ``system_presence`` is the platform's system presence in upper snake case (``AVAILABLE``,
+    ``AWAY``, ``BUSY``, ``OFFLINE``, ``IDLE``, ``ON_QUEUE``, ``MEAL``, ``TRAINING``, ``MEETING``,
+    ``BREAK``; an organisation's own presences map onto one of these). ``presence_id`` is the
+    presence definition (an organisation may define several per system presence), ``message``
+    the agent's status text, ``previous`` the system presence before (None: first seen).
+    """
+
+    name: ClassVar[str] = "presence.changed"
+    agent_id: str
+    system_presence: str
+    presence_id: str | None
+    message: str
+    previous: str | None
+    at: datetime
+
+    @property
+    def on_queue(self) -> bool:
+        """True when the agent went on queue."""
+        return self.system_presence == "ON_QUEUE"
+
+
+@attrs.frozen
+class RoutingStatusChanged:
+    """The agent's routing status changed; ``previous`` is None the first time it is seen."""
+
+    name: ClassVar[str] = "presence.routing_status"
+    agent_id: str
+    status: RoutingStatus
+    previous: RoutingStatus | None
+    at: datetime
+
+
+PresenceEvent: TypeAlias = PresenceChanged | RoutingStatusChanged
+"""Any presence event."""
+
+StatusEvent: TypeAlias = PhoneEvent | PresenceEvent
+"""What describes *now* rather than a call: shown as it comes, never stored."""
+
+Event: TypeAlias = CallEvent | PhoneEvent | PresenceEvent
+"""Every event an adapter can receive."""

@@ -251,7 +251,13 @@ async def run_connector(
     async with _platform(config) as (client, sandbox):
         agent_ids = await _agent_ids(config, client)
         async with Outbox(_outbox_settings(config), adapters) as outbox:
-            connector = Connector(client, outbox, agent_ids=agent_ids, dialer=dialer)
+            connector = Connector(
+                client,
+                outbox,
+                agent_ids=agent_ids,
+                dialer=dialer,
+                follow_presence=config.agents.presence,
+            )
             for door in (commands or {}).values():
                 door.connector = connector
             async with contextlib.AsyncExitStack() as stack:

@@ -12,7 +12,8 @@ writes one call log per call. crmphone decides *when*; the adapter decides *how*
     CallConnected    log   stage CONNECTED    (create)           log_call(log)
     CallEnded        log   stage ENDED        (complete)         log_call(log)
     CallWrapup       log   stage WRAPPED_UP   (disposition)      log_call(log)
-    phone events     — (status, latest first, not durable)       on_connection_event(event)
+    phone events     — (status, in order, not durable)           on_connection_event(event)
+    presence events  — (status, in order, not durable)           on_presence_event(event)
 
 Every hook is async and runs on crmphone's outbox workers, never on the path of a call or a
 notification: a slow CRM delays its own work and nothing else. A synchronous client library
@@ -58,6 +59,7 @@ from crmphone.events import (
     CallWrapup,
     HungUpBy,
     PhoneEvent,
+    PresenceEvent,
 )
 from crmphone.platform.retry import parse_retry_after
 
@@ -535,6 +537,9 @@ class Adapter(abc.ABC):
 
     async def on_connection_event(self, event: PhoneEvent) -> None:  # noqa: B027
         """Show the phone's state (persistent connection up/down, microphone) in the CRM's UI."""
+
+    async def on_presence_event(self, event: PresenceEvent) -> None:  # noqa: B027
+        """Show or sync the agent's presence and routing status (e.g. the CRM's own presence)."""
 
     @classmethod
     def implements(cls, hook: str) -> bool:

@@ -11,8 +11,9 @@ thread, writes arriving together share one commit (so thousands of events a seco
 commits), and every adapter hook runs on that adapter's workers under a time limit, so a CRM that
 is slow or down delays its own work only.
 
-Phone status events (:meth:`Outbox.publish_status`) are not durable: they describe *now*, so each
-adapter gets the latest few, in order, and older ones are dropped when it falls behind.
+Status events (:meth:`Outbox.publish_status`: the phone's connection, presence) are not durable:
+they describe *now*, so when an adapter falls behind it gets the latest of each kind for each
+agent, in order, and the older states it never saw are dropped.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from crmphone.adapters.policy import RetryPolicy
 from crmphone.adapters.router import WorkKind
 from crmphone.adapters.store import AdapterRoute, EnqueueResult, OutboxStore, WorkItem
 from crmphone.errors import CrmPermanentError, CrmRetryableError, InvalidStateError
-from crmphone.events import CallEvent, PhoneEvent
+from crmphone.events import CallEvent, PresenceChanged, RoutingStatusChanged, StatusEvent
 
 __all__ = ["Outbox", "OutboxSettings", "OutboxStats"]
 
@@ -61,6 +62,8 @@ class OutboxSettings:
     at once. ``hook_timeout``: the longest one adapter hook may take before the attempt counts as
     failed. ``drain_timeout``: how long a shutdown waits for writes in flight. ``retention``:
     seconds to remember events already seen (to refuse copies) and finished calls' logs.
+    ``status_backlog``: status events waiting per adapter (one per kind and agent); beyond it
+    the oldest is dropped.
     """
 
     path: Path = attrs.field(converter=Path)
@@ -71,7 +74,7 @@ class OutboxSettings:
     hook_timeout: float = 60.0
     drain_timeout: float = 10.0
     retention: float = 7 * 86_400.0
-    status_backlog: int = 16
+    status_backlog: int = 4096
 
 
 @attrs.define
@@ -131,10 +134,12 @@ class Outbox:
         self._write_ready = asyncio.Event()
         self._wake = {name: asyncio.Event() for name in self.adapters}
         self._in_flight: dict[str, dict[str, asyncio.Task[None]]] = {n: {} for n in self.adapters}
-        self._status: dict[str, collections.deque[PhoneEvent]] = {
-            name: collections.deque(maxlen=settings.status_backlog)
+        # Per adapter, the status events not yet shown: one per (kind, agent), oldest first.
+        self._status: dict[str, dict[tuple[str, str], StatusEvent]] = {
+            name: {}
             for name, adapter in self.adapters.items()
             if type(adapter).implements("on_connection_event")
+            or type(adapter).implements("on_presence_event")
         }
         self._status_ready = {name: asyncio.Event() for name in self._status}
         self._tasks: list[asyncio.Task[None]] = []
@@ -258,10 +263,15 @@ class Outbox:
         """A value kept with :meth:`remember` (None when never kept)."""
         return await self._read(lambda store: store.meta(key))
 
-    def publish_status(self, event: PhoneEvent) -> None:
-        """Hand a phone status event to every adapter that shows status (not durable)."""
+    def publish_status(self, event: StatusEvent) -> None:
+        """Hand a phone or presence status event to every adapter that shows it (not durable)."""
+        key = (event.name, event.agent_id)
         for name, backlog in self._status.items():
-            backlog.append(event)
+            # A newer state of the same thing replaces the unshown older one: status says *now*.
+            backlog.pop(key, None)
+            backlog[key] = event
+            if len(backlog) > self.settings.status_backlog:
+                backlog.pop(next(iter(backlog)))
             self._status_ready[name].set()
 
     async def depth(self, adapter: str) -> int:
@@ -460,10 +470,13 @@ class Outbox:
             await ready.wait()
             ready.clear()
             while backlog:
-                event = backlog.popleft()
+                event = backlog.pop(next(iter(backlog)))
                 try:
                     async with asyncio.timeout(self.settings.hook_timeout):
-                        await adapter.on_connection_event(event)
+                        if isinstance(event, PresenceChanged | RoutingStatusChanged):
+                            await adapter.on_presence_event(event)
+                        else:
+                            await adapter.on_connection_event(event)
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:  # noqa: BLE001 - status is best effort

@@ -10,7 +10,8 @@ never ``KeyError`` or ``TypeError``. Nothing downstream parses a dict.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import re
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -22,10 +23,14 @@ __all__ = [
     "CallConversation",
     "Channel",
     "Participant",
+    "PresenceDefinition",
     "Station",
     "TopicSubscription",
     "User",
+    "UserPresence",
+    "UserRoutingStatus",
     "Wrapup",
+    "normalise_system_presence",
     "parse_genesys_datetime",
 ]
 
@@ -46,6 +51,13 @@ def parse_genesys_datetime(text: str) -> datetime:
         return parsed.astimezone(UTC)
     except OverflowError as exc:  # e.g. 0001-01-01T00:00:00+01:00 falls before year 1 in UTC
         raise ValueError(f"{text!r} is outside the representable range of dates") from exc
+
+
+def _optional(data: object, key: str, build: Callable[[object], _T]) -> _T | None:
+    """``build(data[key])`` when the (already checked) object has ``key``, else None."""
+    assert isinstance(data, Mapping)
+    value = data.get(key)
+    return None if value is None else build(value)
 
 
 def _type_name(value: object) -> str:
@@ -222,7 +234,8 @@ class User:
 
     ``station_id`` is the user's effective station (the one calls ring on) when the payload was
     fetched with ``expand=station``, else ``None``. ``permissions`` are filled when it was fetched
-    with ``expand=authorization`` (empty otherwise).
+    with ``expand=authorization`` (empty otherwise), ``presence`` and ``routing_status`` with
+    ``expand=presence,routingStatus``.
     """
 
     id: str
@@ -231,6 +244,8 @@ class User:
     state: str | None = None
     station_id: str | None = None
     permissions: tuple[str, ...] = ()
+    presence: UserPresence | None = None
+    routing_status: UserRoutingStatus | None = None
 
     @classmethod
     def from_genesys(cls, data: object) -> User:
@@ -252,6 +267,8 @@ class User:
             state=fields.optional_text("state"),
             station_id=station_id,
             permissions=authorization.texts("permissions") if authorization is not None else (),
+            presence=_optional(data, "presence", UserPresence.from_genesys),
+            routing_status=_optional(data, "routingStatus", UserRoutingStatus.from_genesys),
         )
 
 
@@ -273,6 +290,97 @@ class Station:
             name=fields.optional_text("name"),
             type=fields.optional_text("type"),
             web_rtc_persistent_enabled=fields.flag("webRtcPersistentEnabled"),
+        )
+
+
+def normalise_system_presence(value: str) -> str:
+    """A system presence in upper snake case: ``"On Queue"``, ``"OnQueue"`` and ``"ON_QUEUE"``
+    → ``"ON_QUEUE"``.
+
+    The platform writes one system presence three ways: display words in the older presence
+    definitions and in user presences, camel case in the newer definitions API, upper snake case
+    in analytics. crmphone compares them in one form.
+    """
+    spaced = re.sub(r"(?<=[a-z])(?=[A-Z])", " ", value.strip()).replace("-", " ")
+    return "_".join(spaced.upper().split())
+
+
+@attrs.frozen
+class UserPresence:
+    """A user's presence: the system presence (upper snake case, see
+    :func:`normalise_system_presence`), the presence definition chosen, the status message, and
+    when it was set."""
+
+    system_presence: str
+    presence_id: str | None = None
+    message: str = ""
+    modified_at: datetime | None = None
+    source: str | None = None
+
+    @classmethod
+    def from_genesys(cls, data: object) -> UserPresence:
+        """Build from ``GET /api/v2/users/{id}/presences/{source}`` or a ``v2.users.{id}.presence``
+        event body (the same shape)."""
+        fields = _Fields(data, "presence")
+        definition = fields.optional_object("presenceDefinition")
+        if definition is None:
+            raise PlatformError(
+                "malformed presence from the platform: required field 'presenceDefinition' is "
+                "missing"
+            )
+        system = normalise_system_presence(definition.text("systemPresence"))
+        if not system:
+            raise definition._fail("systemPresence", "a system presence name", "")
+        return cls(
+            system_presence=system,
+            presence_id=definition.optional_text("id"),
+            message=fields.optional_text("message") or "",
+            modified_at=fields.optional_datetime("modifiedDate"),
+            source=fields.optional_text("source"),
+        )
+
+
+@attrs.frozen
+class PresenceDefinition:
+    """A presence an agent can choose: its id, system presence (upper snake case), display label
+    and whether it is the system's own (``primary``) rather than one the organisation added."""
+
+    id: str
+    system_presence: str
+    label: str | None = None
+    primary: bool = False
+
+    @classmethod
+    def from_genesys(cls, data: object) -> PresenceDefinition:
+        """Build from a ``GET /api/v2/presence/definitions`` entity."""
+        fields = _Fields(data, "presence definition")
+        labels = fields.string_pairs("languageLabels")
+        return cls(
+            id=fields.text("id"),
+            system_presence=normalise_system_presence(fields.text("systemPresence")),
+            label=dict(labels).get("en_US") or (labels[0][1] if labels else None),
+            primary=fields.flag("primary"),
+        )
+
+
+@attrs.frozen
+class UserRoutingStatus:
+    """A user's routing status (``OFF_QUEUE``, ``IDLE``, ``INTERACTING``, ``NOT_RESPONDING``,
+    ``COMMUNICATING``) and when it began."""
+
+    status: str
+    started_at: datetime | None = None
+
+    @classmethod
+    def from_genesys(cls, data: object) -> UserRoutingStatus:
+        """Build from ``GET /api/v2/users/{id}/routingstatus`` (``{"status", "startTime"}``) or a
+        ``v2.users.{id}.routingStatus`` event body (the same inside ``"routingStatus"``)."""
+        fields = _Fields(data, "routing status")
+        nested = fields.optional_object("routingStatus")
+        if nested is not None:
+            fields = nested
+        return cls(
+            status=fields.text("status").upper(), started_at=fields.optional_datetime("startTime")
         )
 
 

@@ -30,7 +30,7 @@ import base64
 import binascii
 import json
 import math
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
@@ -44,11 +44,18 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from crmphone.errors import BadRequestError, CrmphoneError, PermissionDeniedError, PlatformError
+from crmphone.errors import (
+    BadRequestError,
+    CrmphoneError,
+    NotFoundError,
+    PermissionDeniedError,
+    PlatformError,
+)
 
 from . import wire
 from .conversation import CallDirection, Conversation, Participant, Phase
 from .hub import Sandbox
+from .presence import Publication
 from .world import Agent, Channel, IdSource, OAuthError, Token
 
 __all__ = ["create_app"]
@@ -56,6 +63,8 @@ __all__ = ["create_app"]
 ApiHandler = Callable[[Request, Token], Awaitable[Response]]
 
 MAX_PAGE_SIZE = 500
+# Genesys caps the ids one GET /api/v2/users may name.
+MAX_IDS_PER_REQUEST = 100
 """Largest ``pageSize`` ``GET /api/v2/users`` accepts, as on Genesys Cloud."""
 
 DETAIL_QUERY_MAX_PAGE_SIZE = 100
@@ -94,6 +103,8 @@ class _SandboxApp:
         channel_path = "/api/v2/notifications/channels/{channel_id}"
         call_path = "/api/v2/conversations/calls/{conversation_id}"
         details_path = "/api/v2/analytics/conversations/details/query"
+        presence_path = "/api/v2/users/{user_id}/presences/{source}"
+        routing_path = "/api/v2/users/{user_id}/routingstatus"
         routes = [
             Route("/oauth/token", self.token, methods=["POST"]),
             Route("/oauth/authorize", self.authorize, methods=["GET"]),
@@ -109,6 +120,13 @@ class _SandboxApp:
             Route("/api/v2/users/me", api(self.me), methods=["GET"]),
             Route("/api/v2/users/{user_id}", api(self.user), methods=["GET"]),
             Route("/api/v2/stations/{station_id}", api(self.station), methods=["GET"]),
+            Route("/api/v2/presence/definitions", api(self.presence_definitions), methods=["GET"]),
+            # The older path, deprecated by Genesys but still served (older SDKs call it).
+            Route("/api/v2/presencedefinitions", api(self.presence_definitions), methods=["GET"]),
+            Route(presence_path, api(self.get_presence), methods=["GET"]),
+            Route(presence_path, api(self.patch_presence), methods=["PATCH"]),
+            Route(routing_path, api(self.get_routing_status), methods=["GET"]),
+            Route(routing_path, api(self.put_routing_status), methods=["PUT"]),
             Route("/api/v2/conversations/calls", api(self.place_call), methods=["POST"]),
             Route(call_path, api(self.get_call), methods=["GET"]),
             Route(
@@ -320,15 +338,25 @@ class _SandboxApp:
     # ------------------------------------------------------------------ directory
 
     async def users(self, request: Request, token: Token) -> Response:
-        """``GET /api/v2/users``: paged (``pageSize`` default 25, ``pageNumber`` from 1)."""
+        """``GET /api/v2/users``: paged (``pageSize`` default 25, ``pageNumber`` from 1); ``id``
+        (comma-separated or repeated, at most 100) keeps those users; ``expand`` may name
+        ``presence``, ``routingStatus`` and ``station``."""
         page_size = _int_param(request, "pageSize", 25, 1, MAX_PAGE_SIZE)
         page_number = _int_param(request, "pageNumber", 1, 1, None)
+        wanted = _listed(request, "id")
+        if len(wanted) > MAX_IDS_PER_REQUEST:
+            raise BadRequestError(
+                f"At most {MAX_IDS_PER_REQUEST} ids may be requested at once.", status=400
+            )
         agents = self.world.agents
+        if wanted:
+            agents = tuple(agent for agent in agents if agent.id in wanted)
+        expand = _listed(request, "expand")
         start = (page_number - 1) * page_size
         page = agents[start : start + page_size]
         return JSONResponse(
             {
-                "entities": [_user_json(agent) for agent in page],
+                "entities": [self._user_with(agent, expand) for agent in page],
                 "pageSize": page_size,
                 "pageNumber": page_number,
                 "total": len(agents),
@@ -336,18 +364,22 @@ class _SandboxApp:
             }
         )
 
+    def _user_with(self, agent: Agent, expand: Collection[str]) -> dict[str, Any]:
+        body = _user_json(agent, station="station" in expand)
+        if "presence" in expand:
+            body["presence"] = self.world.presence.presence_json(agent.id)
+        if "routingStatus" in expand:
+            body["routingStatus"] = self.world.presence.routing_json(agent.id)
+        return body
+
     async def me(self, request: Request, token: Token) -> Response:
         """``GET /api/v2/users/me`` (user tokens only).
 
         ``expand=station`` adds station ids, ``expand=authorization`` the user's permissions.
         """
         agent = self.world.require_user(token)
-        expand = {
-            item.strip()
-            for value in request.query_params.getlist("expand")
-            for item in value.split(",")
-        }
-        body = _user_json(agent, station="station" in expand)
+        expand = _listed(request, "expand")
+        body = self._user_with(agent, expand)
         if "authorization" in expand:
             body["authorization"] = {
                 "roles": [],
@@ -361,6 +393,75 @@ class _SandboxApp:
         """``GET /api/v2/users/{id}``."""
         agent = self.world.agent(request.path_params["user_id"])
         return JSONResponse(_user_json(agent))
+
+    async def presence_definitions(self, request: Request, token: Token) -> Response:
+        """``GET /api/v2/presence/definitions``: every presence agents can choose, unpaged
+        (the deprecated ``/api/v2/presencedefinitions`` answers the same as one page)."""
+        legacy = request.url.path.endswith("/presencedefinitions")
+        entities = [
+            definition.to_json(camel_case=not legacy)
+            for definition in self.world.presence.definitions()
+        ]
+        body: dict[str, Any] = {"entities": entities, "total": len(entities)}
+        if legacy:
+            body |= {"pageSize": max(len(entities), 25), "pageNumber": 1, "pageCount": 1}
+        return JSONResponse(body)
+
+    async def get_presence(self, request: Request, token: Token) -> Response:
+        """``GET /api/v2/users/{id}/presences/{source}``."""
+        agent = self.world.agent(request.path_params["user_id"])
+        self._presence_source(request)
+        return JSONResponse(self.world.presence.presence_json(agent.id))
+
+    async def patch_presence(self, request: Request, token: Token) -> Response:
+        """``PATCH /api/v2/users/{id}/presences/{source}``: choose a presence; its
+        ``presence`` (and any ``routingStatus``) event goes out on the agent's topics."""
+        agent = self.world.require_self_or_client(token, request.path_params["user_id"])
+        self._presence_source(request)
+        body = await self._json(request)
+        definition = body.get("presenceDefinition") if isinstance(body, dict) else None
+        definition_id = definition.get("id") if isinstance(definition, dict) else None
+        if not isinstance(definition_id, str):
+            raise BadRequestError("presenceDefinition.id is required.", status=400)
+        message = body.get("message") if isinstance(body, dict) else None
+        if message is not None and not isinstance(message, str):
+            raise BadRequestError("message must be a string.", status=400)
+        self._publish_all(
+            self.world.presence.set_presence(
+                agent.id, definition_id, message, self.sandbox.clock.wall()
+            )
+        )
+        return JSONResponse(self.world.presence.presence_json(agent.id))
+
+    async def get_routing_status(self, request: Request, token: Token) -> Response:
+        """``GET /api/v2/users/{id}/routingstatus``."""
+        agent = self.world.agent(request.path_params["user_id"])
+        return JSONResponse(self.world.presence.routing_json(agent.id))
+
+    async def put_routing_status(self, request: Request, token: Token) -> Response:
+        """``PUT /api/v2/users/{id}/routingstatus``: go on queue (``IDLE``) or off it."""
+        agent = self.world.require_self_or_client(token, request.path_params["user_id"])
+        body = await self._json(request)
+        status = body.get("status") if isinstance(body, dict) else None
+        if not isinstance(status, str):
+            raise BadRequestError("status is required.", status=400)
+        self._publish_all(
+            self.world.presence.set_routing_status(agent.id, status, self.sandbox.clock.wall())
+        )
+        return JSONResponse(self.world.presence.routing_json(agent.id))
+
+    @staticmethod
+    def _presence_source(request: Request) -> None:
+        # Genesys names the platform's own presence source "purecloud"; third-party sources
+        # (Teams, Zoom) have ids the sandbox does not have.
+        if request.path_params["source"].lower() != "purecloud":
+            raise NotFoundError(
+                f"Presence source {request.path_params['source']!r} not found.", status=404
+            )
+
+    def _publish_all(self, publications: list[Publication]) -> None:
+        for publication in publications:
+            self.sandbox.publish(publication.topic, publication.body)
 
     async def station(self, request: Request, token: Token) -> Response:
         """``GET /api/v2/stations/{id}``: a WebRTC station and its persistent-connection setting."""
@@ -602,6 +703,16 @@ def _int_param(request: Request, name: str, default: int, low: int, high: int | 
         bounds = f"between {low} and {high}" if high is not None else f"at least {low}"
         raise BadRequestError(f"{name} must be {bounds}.", status=400)
     return value
+
+
+def _listed(request: Request, name: str) -> dict[str, None]:
+    """A query parameter given comma-separated, repeated, or both, as an ordered set."""
+    return {
+        item.strip(): None
+        for value in request.query_params.getlist(name)
+        for item in value.split(",")
+        if item.strip()
+    }
 
 
 def _user_json(agent: Agent, *, station: bool = False) -> dict[str, Any]:

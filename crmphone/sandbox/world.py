@@ -52,6 +52,7 @@ from crmphone.errors import (
 
 from . import wire
 from .config import SandboxConfig, SecondSocketPolicy
+from .presence import PresenceBoard
 from .topics import TopicRules, TopicVerdict, expand_topic
 
 __all__ = [
@@ -327,6 +328,7 @@ class World:
             user_ids=frozenset(agent.id for agent in self.agents),
             queue_ids=frozenset(queue.id for queue in self.queues),
         )
+        self.presence = PresenceBoard((agent.id for agent in self.agents), clock.wall())
         self.counters: collections.Counter[str] = collections.Counter()
         self.removals: collections.deque[Removal] = collections.deque(maxlen=200)
         self._agents_by_id = {agent.id: agent for agent in self.agents}
@@ -537,6 +539,18 @@ class World:
                 code="bad.request",
             )
         return self.agent(token.user_id)
+
+    def require_self_or_client(self, token: Token, user_id: str) -> Agent:
+        """The user ``user_id`` when ``token`` may act for them: their own user token, or client
+        credentials (an integration acts for any user); PermissionDeniedError (403) otherwise."""
+        agent = self.agent(user_id)
+        if token.user_id is not None and token.user_id != agent.id:
+            raise PermissionDeniedError(
+                "You are not authorized to change another user's presence or routing status.",
+                status=403,
+                code="missing.any.permissions",
+            )
+        return agent
 
     # ------------------------------------------------------------------ rate limit
 

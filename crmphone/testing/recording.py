@@ -28,6 +28,8 @@ from crmphone.events import (
     CallWrapup,
     HungUpBy,
     PhoneEvent,
+    PresenceEvent,
+    StatusEvent,
 )
 
 __all__ = ["HookCall", "RecordingAdapter", "fake_call"]
@@ -40,7 +42,7 @@ class HookCall:
     hook: str
     log: CallLog | None
     match: CallerMatch | None
-    event: PhoneEvent | None
+    event: StatusEvent | None
     at: float
 
 
@@ -95,7 +97,7 @@ class RecordingAdapter(Adapter):
         hook: str,
         log: CallLog | None = None,
         match: CallerMatch | None = None,
-        event: PhoneEvent | None = None,
+        event: StatusEvent | None = None,
     ) -> None:
         self.calls.append(HookCall(hook, log, match, event, time.monotonic()))
         self.changed.set()
@@ -125,6 +127,10 @@ class RecordingAdapter(Adapter):
     async def on_connection_event(self, event: PhoneEvent) -> None:
         """Record the status event."""
         await self._enter("on_connection_event", event=event)
+
+    async def on_presence_event(self, event: PresenceEvent) -> None:
+        """Record the presence event."""
+        await self._enter("on_presence_event", event=event)
 
 
 _serial = itertools.count(1)

@@ -261,25 +261,61 @@ async def test_a_missed_call_is_logged_at_its_end(tmp_path: Path) -> None:
     assert write.stage is LogStage.ENDED
 
 
-async def test_status_events_reach_the_adapter_latest_first_when_it_lags(tmp_path: Path) -> None:
-    """A stalled status hook gets the newest events afterwards; the oldest are dropped."""
+async def test_a_lagging_status_hook_gets_each_agents_latest_state(tmp_path: Path) -> None:
+    """A stalled status hook then gets the latest state of every agent; older ones collapse."""
+    adapter = RecordingAdapter()
+    release = adapter.stall("on_connection_event")
+    states = [ConnectionState.ESTABLISHING, ConnectionState.PERSISTED]
+    async with outbox_with(tmp_path, adapter) as (outbox, adapter):
+        for index in range(10):
+            for agent in ("agent-1", "agent-2", "agent-3"):
+                outbox.publish_status(
+                    ConnectionStateChanged(
+                        agent_id=agent,
+                        at=datetime.now(UTC),
+                        state=states[index % 2],
+                        previous=states[(index + 1) % 2],
+                    )
+                )
+            await asyncio.sleep(0)
+        release.set()
+        seen = await adapter.wait_for("on_connection_event", 4)
+        await asyncio.sleep(0.05)
+    seen = adapter.of("on_connection_event")
+    # The one in the hook when it stalled, then the last state of each of the three agents.
+    assert len(seen) == 4
+    latest = [call.event for call in seen[1:]]
+    assert [e.agent_id for e in latest if isinstance(e, ConnectionStateChanged)] == [
+        "agent-1",
+        "agent-2",
+        "agent-3",
+    ]
+    assert all(
+        isinstance(e, ConnectionStateChanged) and e.state is ConnectionState.PERSISTED
+        for e in latest
+    )
+
+
+async def test_the_status_backlog_is_bounded(tmp_path: Path) -> None:
+    """Beyond ``status_backlog`` waiting events, the oldest agent's is dropped."""
     adapter = RecordingAdapter()
     release = adapter.stall("on_connection_event")
     async with outbox_with(tmp_path, adapter, status_backlog=3) as (outbox, adapter):
-        states = [ConnectionState.ESTABLISHING, ConnectionState.PERSISTED]
-        for index in range(10):
+        for index in range(6):
             outbox.publish_status(
                 ConnectionStateChanged(
-                    agent_id="agent-1",
+                    agent_id=f"agent-{index}",
                     at=datetime.now(UTC),
-                    state=states[index % 2],
-                    previous=states[(index + 1) % 2],
+                    state=ConnectionState.PERSISTED,
+                    previous=ConnectionState.IDLE,
                 )
             )
             await asyncio.sleep(0)
         release.set()
-        seen = await adapter.wait_for("on_connection_event", 4)
-    assert len(seen) == 4  # the one in the hook when it stalled, then the last three
+        await adapter.wait_for("on_connection_event", 4)
+        await asyncio.sleep(0.05)
+    agents = [c.event.agent_id for c in adapter.of("on_connection_event") if c.event is not None]
+    assert agents == ["agent-0", "agent-3", "agent-4", "agent-5"]
 
 
 async def test_submit_outside_the_context_is_refused(tmp_path: Path) -> None:

@@ -14,7 +14,13 @@ from crmphone.adapters import CrmRecord, LogStage
 from crmphone.config import ConnectorConfig, parse_config
 from crmphone.connector import Connector
 from crmphone.errors import CrmRetryableError
-from crmphone.events import ConnectionState, ConnectionStateChanged
+from crmphone.events import (
+    ConnectionState,
+    ConnectionStateChanged,
+    PresenceChanged,
+    RoutingStatus,
+    RoutingStatusChanged,
+)
 from crmphone.sandbox import SandboxServer
 from crmphone.service import run_connector
 from crmphone.testing import TEST_CLIENT_ID, TEST_CLIENT_SECRET
@@ -154,9 +160,13 @@ async def test_the_platforms_persistent_connection_state_reaches_the_adapter(
     topic = f"v2.users.{agent}.persistentconnection"
 
     async def scenario(connector: Connector, health: Any, _: Any) -> None:
-        for state in ("PERSISTED", "PERSISTED", "ACTIVE_CALL", "bogus", "DISCONNECTED"):
+        # One at a time: a newer state replaces one the adapter has not been shown yet.
+        plays = [("PERSISTED", 1), ("PERSISTED", 1), ("ACTIVE_CALL", 2), ("bogus", 2)]
+        plays.append(("DISCONNECTED", 3))
+        for state, shown in plays:
             platform.publish(topic, {"userId": agent, "persistentState": state})
-        await adapter.wait_for("on_connection_event", 3)
+            await adapter.wait_for("on_connection_event", shown)
+        await asyncio.sleep(0.05)  # nothing more may come (the repeat and "bogus" made none)
 
     await run_until(connector_config(sandbox, tmp_path), adapter, scenario)
     changes = [call.event for call in adapter.of("on_connection_event")]
@@ -246,3 +256,67 @@ async def test_a_crm_outage_delays_logs_but_never_the_events(
 
     await run_until(connector_config(sandbox, tmp_path), adapter, scenario)
     assert len(adapter.logs) == len(platform.agents)
+
+
+async def test_presence_and_routing_status_reach_the_adapter_and_gaps_are_caught_up(
+    sandbox: SandboxServer, tmp_path: Path
+) -> None:
+    """Start reports each agent's presence once; a change arrives live; a change made during a
+    gap is found by the resync, once, and a second resync reports nothing."""
+    adapter = RecordingAdapter()
+    platform = sandbox.sandbox
+    agent = platform.agents[0].id
+    on_queue = "e08eaf1b-ee47-4fa9-a231-1200e284798f"
+    busy = "31fe3bac-dea6-44b7-bed7-47f91660a1a0"
+
+    def presence_events() -> list[PresenceChanged]:
+        return [
+            call.event
+            for call in adapter.of("on_presence_event")
+            if isinstance(call.event, PresenceChanged) and call.event.agent_id == agent
+        ]
+
+    async def scenario(connector: Connector, health: Any, _: Any) -> None:
+        await adapter.wait_for("on_presence_event", 2 * len(platform.agents))
+        for publication in platform.world.presence.set_presence(
+            agent, on_queue, None, platform.clock.wall()
+        ):
+            platform.publish(publication.topic, publication.body)
+        await adapter.wait_for("on_presence_event", 2 * len(platform.agents) + 2)
+        # A gap: the change happens but its events are lost.
+        platform.world.presence.set_presence(agent, busy, "back at 3", platform.clock.wall())
+        await connector.resync(None)
+        await adapter.wait_for("on_presence_event", 2 * len(platform.agents) + 4)
+        await connector.resync(None)
+
+    await run_until(connector_config(sandbox, tmp_path), adapter, scenario)
+    assert [(e.previous, e.system_presence) for e in presence_events()] == [
+        (None, "OFFLINE"),
+        ("OFFLINE", "ON_QUEUE"),
+        ("ON_QUEUE", "BUSY"),
+    ]
+    assert presence_events()[-1].message == "back at 3"
+    routing = [
+        (call.event.previous, call.event.status)
+        for call in adapter.of("on_presence_event")
+        if isinstance(call.event, RoutingStatusChanged) and call.event.agent_id == agent
+    ]
+    assert routing == [
+        (None, RoutingStatus.OFF_QUEUE),
+        (RoutingStatus.OFF_QUEUE, RoutingStatus.IDLE),
+        (RoutingStatus.IDLE, RoutingStatus.OFF_QUEUE),
+    ]
+    assert len(adapter.of("on_presence_event")) == 2 * len(platform.agents) + 4
+
+
+async def test_presence_can_be_left_unfollowed(sandbox: SandboxServer, tmp_path: Path) -> None:
+    """``[agents] presence = false`` subscribes no presence topic and reads no presence."""
+    adapter = RecordingAdapter()
+
+    async def scenario(connector: Connector, health: Any, _: Any) -> None:
+        assert not any(t.endswith((".presence", ".routingStatus")) for t in connector.topics)
+        await connector.resync(None)
+
+    config = connector_config(sandbox, tmp_path, extra="[agents]\npresence = false\n")
+    await run_until(config, adapter, scenario)
+    assert adapter.of("on_presence_event") == []

@@ -102,3 +102,21 @@ def test_sdk_reads_users_stations_and_calls(sdk: Any, server: SandboxThread) -> 
     assert legs["agent"].state == "alerting"
     assert legs["agent"].user.id == agent.id
     assert legs["customer"].ani.startswith("tel:+1555")
+
+
+def test_sdk_sets_an_agent_on_queue_and_reads_the_routing_status(
+    sdk: Any, server: SandboxThread
+) -> None:
+    """PresenceApi lists definitions and patches a presence; UsersApi reads IDLE back."""
+    agent = server.sandbox.agents[2].id
+    presence_api = PureCloud.PresenceApi(sdk)
+    definitions = presence_api.get_presence_definitions().entities
+    on_queue = next(d for d in definitions if d.system_presence == "OnQueue")
+    body = PureCloud.UserPresence()
+    body.presence_definition = PureCloud.PresenceDefinition()
+    body.presence_definition.id = on_queue.id
+    patched = presence_api.patch_user_presence(agent, "purecloud", body)
+    assert patched.presence_definition.system_presence == "On Queue"
+    status = PureCloud.UsersApi(sdk).get_user_routingstatus(agent)
+    assert status.status == "IDLE"
+    assert status.start_time.tzinfo is not None
