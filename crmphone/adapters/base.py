@@ -9,7 +9,7 @@ writes one call log per call. crmphone decides *when*; the adapter decides *how*
     ───────────────  ─────────────────────────────────────────  ─────────────────────────────────
     CallAlerting     pop   (expires: never popped late)          lookup_caller(log) → CallerMatch
                                                                  screen_pop(log, match)
-    CallConnected    log   stage CONNECTED    (create)           log_call(log)
+    CallConnected    log   stage CONNECTED    (create)           log_call(log)  [or log_calls(logs)]
     CallEnded        log   stage ENDED        (complete)         log_call(log)
     CallWrapup       log   stage WRAPPED_UP   (disposition)      log_call(log)
     phone events     — (status, in order, not durable)           on_connection_event(event)
@@ -30,6 +30,11 @@ Rules an adapter keeps (the conformance suite in :mod:`crmphone.testing` checks 
   not. Map the client library's exceptions at the boundary, chained with ``raise … from``. The
   outbox owns retrying: an adapter never sleeps through a rate limit and has no retry loop.
 * Nothing blocks the event loop: no synchronous I/O outside ``run_sync``.
+
+A CRM with a bulk API (Salesforce's sObject Collections) implements :meth:`Adapter.log_calls`
+too: the outbox then hands it up to :attr:`Adapter.max_batch` logs of different calls at once,
+and gathers writes while a batch is in flight, so a burst costs a few requests instead of one
+per write. Each log's outcome is its own: one bad record fails (and retries) alone.
 """
 
 from __future__ import annotations
@@ -40,7 +45,7 @@ import concurrent.futures
 import enum
 import functools
 import logging
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, ClassVar, ParamSpec, Protocol, Self, TypeVar
 
@@ -494,6 +499,8 @@ class Adapter(abc.ABC):
 
     #: One line for ``crmphone plugins``.
     description: ClassVar[str] = ""
+    max_batch: ClassVar[int] = 200
+    """The most logs one :meth:`log_calls` call is handed (when the adapter implements it)."""
 
     def __init__(self, context: AdapterContext) -> None:
         self.context = context
@@ -534,6 +541,17 @@ class Adapter(abc.ABC):
         be skipped; a write cut short by a crash comes again with the same ``log.write_key``.
         Link the log to ``log.record`` when it is set.
         """
+
+    async def log_calls(self, logs: Sequence[CallLog]) -> Sequence[Exception | None]:
+        """Write several calls' logs in one CRM request (optional; :meth:`log_call` stays required).
+
+        ``logs`` holds at most :attr:`max_batch` logs, each of a different call, each with the
+        same meaning as a :meth:`log_call` argument. Return one outcome per log, in order:
+        ``None`` when it was written, else the crmphone error for that log alone
+        (:class:`~crmphone.errors.CrmRetryableError` or :class:`~crmphone.errors.CrmPermanentError`).
+        Raise only when the whole request failed; every log then counts that failure.
+        """
+        raise NotImplementedError
 
     async def on_connection_event(self, event: PhoneEvent) -> None:  # noqa: B027
         """Show the phone's state (persistent connection up/down, microphone) in the CRM's UI."""

@@ -26,7 +26,7 @@ import functools
 import logging
 import random
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, Self, TypeVar
@@ -343,42 +343,115 @@ class Outbox:
     # ------------------------------------------------------------------ delivery
 
     async def _work(self, name: str) -> None:
-        """Deliver ``name``'s due work, a call at a time per call, ``concurrency`` calls at once."""
+        """Deliver ``name``'s due work, a call at a time per call, ``concurrency`` at once.
+
+        For an adapter with :meth:`~crmphone.adapters.Adapter.log_calls`, log writes of several
+        calls go out together: up to ``max_batch`` a request, and a part-filled batch waits
+        while another is in flight (so a burst fills the next request instead of sending many).
+        """
         wake = self._wake[name]
         in_flight = self._in_flight[name]
+        kind = type(self.adapters[name])
+        batch = max(1, int(kind.max_batch)) if kind.implements("log_calls") else 0
         limit = self.settings.concurrency
         while not self._stopping:
             wake.clear()
-            free = limit - len(in_flight)
-            items: list[WorkItem] = []
+            free = limit - len(set(in_flight.values()))
+            launched = False
             if free > 0:
                 busy = set(in_flight)
-                items = await self._read(functools.partial(_due, name, free, busy))
-                for item in items:
-                    self._launch(name, item)
-            if items and len(in_flight) < limit:
+                items = await self._read(functools.partial(_due, name, free * max(batch, 1), busy))
+                launched = self._launch_due(name, items, free, batch)
+            if launched and limit - len(set(in_flight.values())) > 0:
                 continue
             timeout: float | None = None
-            if len(in_flight) < limit:
+            if len(set(in_flight.values())) < limit:
                 next_at = await self._read(lambda store: store.next_due_at(name))
                 timeout = _IDLE_POLL_SECONDS
-                if next_at is not None:
+                if next_at is not None and not launched:
                     timeout = min(timeout, max(0.0, next_at - self._clock()))
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(timeout):
                     await wake.wait()
 
-    def _launch(self, name: str, item: WorkItem) -> None:
-        task = asyncio.get_running_loop().create_task(
-            self._deliver(name, item), name=f"crmphone-deliver-{name}"
+    def _launch_due(self, name: str, items: list[WorkItem], free: int, batch: int) -> bool:
+        """Start deliveries for ``items`` within ``free`` task slots; True when any started."""
+        launched = False
+        logs = [item for item in items if batch and item.kind is WorkKind.LOG]
+        for item in items:
+            if free <= 0:
+                break
+            if batch and item.kind is WorkKind.LOG:
+                continue
+            self._launch(name, [item], self._deliver(name, item))
+            free, launched = free - 1, True
+        batching_now = any(
+            task.get_name().startswith("crmphone-batch-") for task in self._in_flight[name].values()
         )
-        self._in_flight[name][item.log_key] = task
+        for start in range(0, len(logs), batch or 1):
+            chunk = logs[start : start + batch]
+            if free <= 0 or (len(chunk) < batch and batching_now):
+                break  # let the part-filled batch fill up while the one in flight lands
+            self._launch(name, chunk, self._deliver_batch(name, chunk), batch=True)
+            free, launched, batching_now = free - 1, True, True
+        return launched
+
+    def _launch(
+        self,
+        name: str,
+        items: list[WorkItem],
+        delivery: Coroutine[Any, Any, None],
+        *,
+        batch: bool = False,
+    ) -> None:
+        label = "crmphone-batch-" if batch else "crmphone-deliver-"
+        task = asyncio.get_running_loop().create_task(delivery, name=label + name)
+        for item in items:
+            self._in_flight[name][item.log_key] = task
 
         def landed(_: asyncio.Task[None]) -> None:
-            self._in_flight[name].pop(item.log_key, None)
+            for item in items:
+                self._in_flight[name].pop(item.log_key, None)
             self._wake[name].set()
 
         task.add_done_callback(landed)
+
+    async def _deliver_batch(self, name: str, items: list[WorkItem]) -> None:
+        """One :meth:`~crmphone.adapters.Adapter.log_calls` for ``items`` (different calls);
+        each log then completes or fails on its own outcome."""
+        adapter = self.adapters[name]
+        deliveries = await self._read(lambda store: [store.take_log(item) for item in items])
+        gone = [item.id for item, delivery in zip(items, deliveries, strict=True) if not delivery]
+        pairs = [
+            (item, delivery)
+            for item, delivery in zip(items, deliveries, strict=True)
+            if delivery is not None
+        ]
+        outcomes: Sequence[Exception | None] = ()
+        failure: Exception | None = None
+        if pairs:
+            try:
+                async with asyncio.timeout(self.settings.hook_timeout):
+                    outcomes = await adapter.log_calls([delivery.log for _, delivery in pairs])
+            except asyncio.CancelledError:
+                raise  # shutting down: the work stays queued
+            except Exception as exc:  # noqa: BLE001 - every failure is classified in _failed
+                failure = exc
+            else:
+                if len(outcomes) != len(pairs):
+                    failure = CrmRetryableError(
+                        f"log_calls answered {len(outcomes)} outcome(s) for {len(pairs)} log(s)"
+                    )
+        done = list(gone)
+        for index, (item, delivery) in enumerate(pairs):
+            outcome = failure if failure is not None else outcomes[index]
+            if outcome is None:
+                done.extend(delivery.ids)
+                self.stats.writes_done[name] += 1
+            else:
+                await self._failed(name, item, delivery.ids, outcome)
+        if done:
+            await self._write(lambda store: store.complete(done))
 
     async def _deliver(self, name: str, item: WorkItem) -> None:
         adapter = self.adapters[name]

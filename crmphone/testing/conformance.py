@@ -2,7 +2,8 @@
 
 :class:`AdapterConformance` holds one check per rule of :mod:`crmphone.adapters.base`:
 idempotency, retry-safety, error mapping, never blocking the event loop, and ordering through
-crmphone's real durable outbox; plus caller lookup and screen pop when the adapter implements them.
+crmphone's real durable outbox; plus caller lookup, screen pop and batched writes
+(:meth:`~crmphone.adapters.Adapter.log_calls`) when the adapter implements them.
 A plugin's test module subclasses it under a ``Test`` name and provides two pytest fixtures:
 
 ``adapter``
@@ -302,6 +303,32 @@ class AdapterConformance:
                     f"the CRM applied the {how} call's writes in the order "
                     f"{[stage.name for stage in stages]}: a later stage before an earlier one"
                 )
+
+    async def test_log_calls_writes_each_log_once(
+        self, adapter: Adapter, backend: ConformanceBackend
+    ) -> None:
+        """log_calls, when implemented, answers one outcome per log; written twice (a retried
+        batch) or mixing stages of different calls, it leaves one record per call."""
+        if not type(adapter).implements("log_calls"):
+            _skip(f"{type(adapter).__name__} does not implement log_calls")
+        calls = [self.call_logs() for _ in range(3)]
+        first = [calls[0][LogStage.CONNECTED], calls[1][LogStage.ENDED]]
+        first.append(calls[2][LogStage.WRAPPED_UP])
+        for attempt in ("the first batch", "the same batch again"):
+            outcomes = await adapter.log_calls(first)
+            assert len(outcomes) == len(first), (
+                f"log_calls answered {len(outcomes)} outcome(s) for {len(first)} logs in {attempt}"
+            )
+            assert all(outcome is None for outcome in outcomes), (
+                f"log_calls reported failures the CRM never made in {attempt}: {outcomes!r}"
+            )
+            for log in first:
+                _expect_records(backend, log.key, 1, f"after {attempt}")
+        finishing = [logs[LogStage.WRAPPED_UP] for logs in calls]
+        assert all(outcome is None for outcome in await adapter.log_calls(finishing))
+        for log in finishing:
+            _expect_records(backend, log.key, 1, "after the batch that finished every call")
+            _expect_content(backend, log.key, LogStage.WRAPPED_UP, "after the finishing batch")
 
     async def _idle(self, outbox: Outbox) -> None:
         idle = await outbox.wait_idle(self.outbox_within)

@@ -387,3 +387,91 @@ async def test_a_dead_letter_retried_from_another_process_is_delivered_while_run
         await adapter.wait_for("log_call", 2, within=5)
         assert await outbox.wait_idle(5)
     assert len(adapter.writes) == 1
+
+
+class BatchingAdapter(RecordingAdapter):
+    """A recording adapter with a bulk write: records each batch; ``bad`` keys fail alone."""
+
+    max_batch = 50
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.batches: list[list[str]] = []
+        self.bad: dict[str, Exception] = {}
+        self.gate = asyncio.Event()
+        self.gate.set()
+        self.whole_failures: list[Exception] = []
+
+    async def log_calls(self, logs: Any) -> list[Exception | None]:
+        await self.gate.wait()
+        self.batches.append([log.key for log in logs])
+        if self.whole_failures:
+            raise self.whole_failures.pop()
+        outcomes: list[Exception | None] = []
+        for log in logs:
+            failure = self.bad.pop(log.key, None)
+            if failure is None:
+                self.logs[log.key] = log
+                self.writes.append(log)
+            outcomes.append(failure)
+        self.changed.set()
+        return outcomes
+
+
+async def test_a_burst_goes_out_in_few_full_batches_each_log_once(tmp_path: Path) -> None:
+    """While a batch is in flight the next fills up: 300 calls take a handful of requests,
+    none over max_batch, each call's log written once with its final content."""
+    adapter = BatchingAdapter()
+    async with outbox_with(tmp_path, adapter, concurrency=2) as (outbox, _):
+        adapter.gate.clear()
+        await outbox.submit(fake_call(number=NUMBER))  # its batch waits at the gate
+        await asyncio.sleep(0.05)
+        calls = [fake_call(number=NUMBER) for _ in range(300)]
+        for events in calls:
+            await outbox.submit(events)
+        adapter.gate.set()
+        assert await outbox.wait_idle(10)
+    assert len(adapter.logs) == 301
+    assert all(len(batch) <= BatchingAdapter.max_batch for batch in adapter.batches)
+    # The held-back writes of 300 calls (connect + end + wrap-up each, coalesced per call).
+    assert len(adapter.batches) <= 12, [len(b) for b in adapter.batches]
+    assert all(log.stage is LogStage.WRAPPED_UP for log in adapter.logs.values())
+    for batch in adapter.batches:
+        assert len(batch) == len(set(batch))  # never two writes of one call in one request
+
+
+async def test_one_bad_log_in_a_batch_fails_alone(tmp_path: Path) -> None:
+    """A record the CRM refuses is retried (or dead-lettered) on its own; the rest complete."""
+    adapter = BatchingAdapter()
+    async with outbox_with(tmp_path, adapter) as (outbox, _):
+        first, second, third = (fake_call(number=NUMBER) for _ in range(3))
+        adapter.gate.clear()
+        for events in (first, second, third):
+            await outbox.submit(events)
+        key_of = {
+            events[0].conversation_id: f"{events[0].conversation_id}:{events[0].participant_id}"
+            for events in (first, second, third)
+        }
+        adapter.bad[key_of[second[0].conversation_id]] = CrmRetryableError("locked row")
+        adapter.bad[key_of[third[0].conversation_id]] = CrmPermanentError("bad field")
+        adapter.gate.set()
+        await outbox.wait_idle(5)
+        dead = await outbox._read(lambda store: store.items(state="dead"))
+    assert key_of[first[0].conversation_id] in adapter.logs
+    assert key_of[second[0].conversation_id] in adapter.logs  # written on its retry
+    assert key_of[third[0].conversation_id] not in adapter.logs
+    assert {item.log_key for item in dead} == {key_of[third[0].conversation_id]}
+    assert outbox.stats.retries["crm"] >= 1
+
+
+async def test_a_failed_batch_request_retries_every_log_in_it(tmp_path: Path) -> None:
+    """A request that failed as a whole (503) counts against each log, and each is retried."""
+    adapter = BatchingAdapter()
+    adapter.whole_failures.append(CrmRetryableError("503 from the CRM", retry_after=0.01))
+    async with outbox_with(tmp_path, adapter) as (outbox, _):
+        calls = [fake_call(number=NUMBER) for _ in range(5)]
+        for events in calls:
+            await outbox.submit(events)
+        assert await outbox.wait_idle(5)
+    assert len(adapter.logs) == 5
+    assert len(adapter.batches) >= 2
