@@ -10,10 +10,13 @@ TYPED := crmphone $(wildcard plugins/*/src plugins/*/crmphone_* examples/*/src)
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml examples/webhook-adapter/pyproject.toml
+PLUGINS := plugins/crmphone-salesforce plugins/crmphone-zendesk
+
+$(STAMP): pyproject.toml examples/webhook-adapter/pyproject.toml $(PLUGINS:%=%/pyproject.toml)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev,phone]' -e 'examples/webhook-adapter[test]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,phone]' -e 'examples/webhook-adapter[test]' \
+		$(PLUGINS:%=-e %)
 	@touch $(STAMP)
 
 demo: $(STAMP)

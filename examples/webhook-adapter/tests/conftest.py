@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import pytest
-from crmphone_webhook import WebhookAdapter
 from receiver import WebhookReceiver
 
 from crmphone.adapters import AdapterContext
+from crmphone_webhook import WebhookAdapter
 
 
 @pytest.fixture

@@ -15,7 +15,6 @@ import attrs
 import httpx
 import pytest
 import trustme
-from crmphone_webhook import EVENT, WebhookAdapter, WebhookOptions
 from receiver import WebhookReceiver
 
 from crmphone.adapters import AdapterContext, CallLog, LogStage
@@ -27,6 +26,7 @@ from crmphone.errors import (
     InvalidStateError,
 )
 from crmphone.events import CallDirection, HungUpBy
+from crmphone_webhook import EVENT, WebhookAdapter, WebhookOptions
 
 SECRET = "Bearer s3cret-token-9f2c"  # noqa: S105 - a known value to look for in logs
 

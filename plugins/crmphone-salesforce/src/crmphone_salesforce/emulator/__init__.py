@@ -1,0 +1,381 @@
+"""A local Salesforce org over HTTPS, speaking the REST subset crmphone's adapter uses.
+
+Unmodified simple-salesforce talks to it::
+
+    async with SalesforceEmulator(seed=0) as emulator:      # or: await emulator.start()
+        session = requests.Session()
+        session.verify = str(emulator.ca_file)               # trust the emulator's private CA
+        session.trust_env = False                             # REQUESTS_CA_BUNDLE would override it
+        sf = Salesforce(instance_url=emulator.url, session_id=emulator.session_id,
+                        version="62.0", session=session)
+        sf.Task.upsert("CTI_Call_Id__c/call-1", {"Subject": "Call", "CallType": "Inbound"})
+        emulator.model.faults.fail_next("request_limit", route="composite")
+
+Synchronous callers (benchmarks, the demo's threads, fixtures) use
+:class:`SalesforceEmulatorThread`, which serves on its own event loop in a background thread.
+
+What is where:
+
+* :mod:`.model` — the org as a pure model (:class:`SalesforceModel`, :class:`SalesforceSettings`):
+  records, validation, upsert, collections, query, search; ``model.faults``, ``model.stats``,
+  ``model.usage``, ``model.auth``, ``model.search_lag``, ``model.seeded_numbers(...)``.
+* :mod:`.api` — routing and answer shapes without sockets; :mod:`.app` — the starlette layer.
+* :mod:`.seed` — the seeded data and its numbers; :mod:`.faults` — the fault kinds.
+
+``python -m crmphone_salesforce.emulator`` runs one until Ctrl+C.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Callable, Coroutine
+from datetime import datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self, TypeVar
+
+from crmphone._serving import STARTUP_TIMEOUT, LocalTls, ServedApp
+from crmphone.errors import InvalidStateError, TransportError
+
+from .api import LIMIT_HEADER, ApiRequest, ApiResponse, SalesforceApi
+from .app import PromptShutdownProtocol, create_app
+from .errors import ApiError, ErrorItem, OAuthError
+from .faults import Fault, FaultKind, Faults, RouteKind
+from .ids import KEY_PREFIXES
+from .model import (
+    API_VERSIONS,
+    MAX_COLLECTION_RECORDS,
+    Outcome,
+    SalesforceModel,
+    SalesforceSettings,
+)
+from .schema import DEFAULT_EXTERNAL_IDS, DEFAULT_TASK_STATUSES, ExternalId
+from .seed import (
+    HTML_NAME,
+    HTML_NAME_NUMBER,
+    INTEGRATION_USERNAME,
+    MANY_MATCH_NUMBERS,
+    NO_MATCH_NUMBERS,
+    ONE_MATCH_NUMBER,
+)
+from .sosl import escape_sosl
+from .stats import RequestRecord, Stats
+
+__all__ = [
+    "API_VERSIONS",
+    "DEFAULT_EXTERNAL_IDS",
+    "DEFAULT_TASK_STATUSES",
+    "HTML_NAME",
+    "HTML_NAME_NUMBER",
+    "INTEGRATION_USERNAME",
+    "KEY_PREFIXES",
+    "LIMIT_HEADER",
+    "MANY_MATCH_NUMBERS",
+    "MAX_COLLECTION_RECORDS",
+    "NO_MATCH_NUMBERS",
+    "ONE_MATCH_NUMBER",
+    "ApiError",
+    "ApiRequest",
+    "ApiResponse",
+    "ErrorItem",
+    "ExternalId",
+    "Fault",
+    "FaultKind",
+    "Faults",
+    "OAuthError",
+    "Outcome",
+    "RequestRecord",
+    "RouteKind",
+    "SalesforceApi",
+    "SalesforceEmulator",
+    "SalesforceEmulatorThread",
+    "SalesforceModel",
+    "SalesforceSettings",
+    "Stats",
+    "escape_sosl",
+]
+
+T = TypeVar("T")
+
+SHUTDOWN_TIMEOUT = 2
+"""Seconds open connections get to finish when the emulator stops."""
+
+
+class SalesforceEmulator:
+    """The emulated org served over HTTPS on loopback, on the running event loop.
+
+    ``seed`` fixes the data and ids; ``settings`` the credentials, limits, versions, statuses and
+    external ids; ``clock``/``wall_clock`` the time (see :class:`SalesforceModel`).
+    """
+
+    def __init__(
+        self,
+        seed: int = 0,
+        *,
+        settings: SalesforceSettings | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], datetime] | None = None,
+    ) -> None:
+        if wall_clock is None:
+            self.model = SalesforceModel(seed, settings, clock=clock)
+        else:
+            self.model = SalesforceModel(seed, settings, clock=clock, wall_clock=wall_clock)
+        self.api = SalesforceApi(self.model)
+        self._tls: LocalTls | None = None
+        self._served: ServedApp | None = None
+        self._closing: asyncio.Event | None = None
+        self._host = "127.0.0.1"
+
+    def __repr__(self) -> str:
+        where = self.url if self._served is not None else "not running"
+        return f"<SalesforceEmulator seed={self.model.seed} {where}>"
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self, host: str = "127.0.0.1", port: int = 0) -> Self:
+        """Serve on ``host:port`` (port 0: any free one); returns once it accepts connections.
+
+        TransportError when the address cannot be bound; InvalidStateError when already running.
+        """
+        if self._served is not None:
+            raise InvalidStateError("the Salesforce emulator is already running")
+        tls = LocalTls()
+        closing = asyncio.Event()
+        try:
+            served = await ServedApp.start(
+                create_app(self.api, closing),
+                host=host,
+                port=port,
+                name="salesforce-emulator",
+                what="the Salesforce emulator",
+                shutdown_timeout=SHUTDOWN_TIMEOUT,
+                http=PromptShutdownProtocol,
+                **tls.uvicorn_options(),
+            )
+        except BaseException:
+            tls.close()
+            raise
+        self._tls, self._served, self._closing, self._host = tls, served, closing, host
+        return self
+
+    async def stop(self) -> None:
+        """Stop serving (answers held by ``slow`` leave at once) and delete the TLS files."""
+        served, tls, closing = self._served, self._tls, self._closing
+        self._served = self._tls = self._closing = None
+        if closing is not None:
+            closing.set()
+        try:
+            if served is not None:
+                await served.stop()
+        finally:
+            if tls is not None:
+                tls.close()
+
+    @property
+    def running(self) -> bool:
+        """Whether the server is serving."""
+        return self._served is not None
+
+    async def __aenter__(self) -> Self:
+        return await self.start()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    # ------------------------------------------------------------------ where and how to connect
+
+    @property
+    def host(self) -> str:
+        """The address served on."""
+        return self._host
+
+    @property
+    def port(self) -> int:
+        """The bound TCP port."""
+        if self._served is None:
+            raise InvalidStateError("the Salesforce emulator is not running (call start())")
+        return self._served.port
+
+    @property
+    def url(self) -> str:
+        """``https://host:port``: the ``instance_url`` (and login URL) clients use."""
+        host = f"[{self._host}]" if ":" in self._host else self._host
+        return f"https://{host}:{self.port}"
+
+    @property
+    def ca_file(self) -> Path:
+        """The PEM CA certificate a client must trust (deleted by :meth:`stop`)."""
+        if self._tls is None:
+            raise InvalidStateError("the Salesforce emulator is not running (call start())")
+        return self._tls.ca_file
+
+    @property
+    def session_id(self) -> str:
+        """The fixed session id (``Salesforce(session_id=...)``); a fake local credential."""
+        return self.model.auth.session_id
+
+    @property
+    def client_id(self) -> str:
+        """The connected app's consumer key (client credentials and JWT ``iss``)."""
+        return self.model.auth.client_id
+
+    @property
+    def client_secret(self) -> str:
+        """The connected app's consumer secret; a fake local credential."""
+        return self.model.auth.client_secret
+
+    @property
+    def token_url(self) -> str:
+        """``{url}/services/oauth2/token``."""
+        return f"{self.url}/services/oauth2/token"
+
+
+class SalesforceEmulatorThread:
+    """A :class:`SalesforceEmulator` serving from a background thread with its own event loop.
+
+    ``with SalesforceEmulatorThread(seed=0) as emulator:`` returns once it listens; the
+    attributes are the emulator's. The model lives on the emulator's loop: touch it between
+    requests (a blocking client waits for each answer, so that is whenever your code runs), or
+    through :meth:`call` while requests may be in flight.
+    """
+
+    def __init__(
+        self,
+        seed: int = 0,
+        *,
+        settings: SalesforceSettings | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], datetime] | None = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
+    ) -> None:
+        self.emulator = SalesforceEmulator(
+            seed, settings=settings, clock=clock, wall_clock=wall_clock
+        )
+        self._host = host
+        self._port = port
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+
+    def __repr__(self) -> str:
+        return f"<SalesforceEmulatorThread {self.emulator!r}>"
+
+    def __enter__(self) -> Self:
+        self._thread = threading.Thread(target=self._main, name="salesforce-emulator", daemon=True)
+        self._thread.start()
+        if not self._ready.wait(STARTUP_TIMEOUT + 1):
+            raise TransportError("the Salesforce emulator thread did not start in time")
+        if self._error is not None:
+            raise self._error
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Stop the emulator and join its thread."""
+        loop, stop = self._loop, self._stop
+        self._loop = self._stop = None
+        if loop is not None and stop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(stop.set)
+        if self._thread is not None:
+            self._thread.join(SHUTDOWN_TIMEOUT + 3)
+
+    @property
+    def alive(self) -> bool:
+        """Whether the background thread is still running."""
+        return self._thread is not None and self._thread.is_alive()
+
+    def call(self, function: Callable[..., T], *args: Any, timeout: float = 10.0) -> T:
+        """Run ``function(*args)`` on the emulator's loop (between requests) and return its result."""
+
+        async def run() -> T:
+            return function(*args)
+
+        return self.run(run(), timeout=timeout)
+
+    def run(self, coroutine: Coroutine[Any, Any, T], *, timeout: float = 10.0) -> T:
+        """Run ``coroutine`` on the emulator's loop and return its result."""
+        if self._loop is None:
+            coroutine.close()
+            raise InvalidStateError("the Salesforce emulator thread is not running (use `with`)")
+        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(timeout)
+
+    # The emulator's attributes, for code written against SalesforceEmulator.
+
+    @property
+    def model(self) -> SalesforceModel:
+        """The emulator's model (records, faults, stats, sessions)."""
+        return self.emulator.model
+
+    @property
+    def url(self) -> str:
+        """``https://host:port``: the ``instance_url`` clients use."""
+        return self.emulator.url
+
+    @property
+    def ca_file(self) -> Path:
+        """The PEM CA certificate a client must trust."""
+        return self.emulator.ca_file
+
+    @property
+    def port(self) -> int:
+        """The bound TCP port."""
+        return self.emulator.port
+
+    @property
+    def host(self) -> str:
+        """The address served on."""
+        return self.emulator.host
+
+    @property
+    def session_id(self) -> str:
+        """The fixed session id; a fake local credential."""
+        return self.emulator.session_id
+
+    @property
+    def client_id(self) -> str:
+        """The connected app's consumer key."""
+        return self.emulator.client_id
+
+    @property
+    def client_secret(self) -> str:
+        """The connected app's consumer secret; a fake local credential."""
+        return self.emulator.client_secret
+
+    @property
+    def token_url(self) -> str:
+        """``{url}/services/oauth2/token``."""
+        return self.emulator.token_url
+
+    def _main(self) -> None:
+        try:
+            asyncio.run(self._serve())
+        except BaseException as exc:  # noqa: BLE001 - reported to the thread waiting in __enter__
+            self._error = exc
+            self._ready.set()
+
+    async def _serve(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._stop = asyncio.Event()
+        await self.emulator.start(self._host, self._port)
+        try:
+            self._ready.set()
+            await self._stop.wait()
+        finally:
+            await self.emulator.stop()

@@ -1,0 +1,328 @@
+"""The Salesforce adapter's options: an ``[[adapters]]`` table, validated into frozen values.
+
+.. code-block:: toml
+
+    [[adapters]]
+    name = "salesforce"
+    instance_url = "https://acme.my.salesforce.com"
+    api_version = "62.0"                  # pinned; never the library's default
+    auth = "client_credentials"           # or "session" or "jwt"
+    login_url = "https://acme.my.salesforce.com"   # token endpoint host (client_credentials, jwt)
+    client_id_env = "SF_CLIENT_ID"        # NAMES of environment variables, never the secrets
+    client_secret_env = "SF_CLIENT_SECRET"
+    # session:  session_id_env = "SF_SESSION_ID"
+    # jwt:      client_id_env, username = "crm@acme.com", private_key_file = "/etc/crmphone/sf.key"
+    ca_file = "/etc/ssl/private-ca.pem"   # optional: trust a private CA (never turns checks off)
+    timeout = 10.0                        # seconds per request
+    external_id_field = "CTI_Call_Id__c"  # an External ID (unique) field on Task
+    status_in_progress = "In Progress"
+    status_completed = "Completed"
+    lookup = "sosl"                       # or "soql" (exact match on Phone), or "none"
+    lookup_cache_seconds = 60
+    [adapters.fields]                     # call attribute -> Task field
+    queue_name = "Queue__c"
+    "attributes.recordingUrl" = "Recording_URL__c"
+
+Every error is a :class:`~crmphone.errors.ConfigError` whose ``key`` names the option.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Self
+from urllib.parse import urlsplit
+
+import attrs
+
+from crmphone.errors import ConfigError
+
+__all__ = ["AuthKind", "LookupKind", "SalesforceSettings"]
+
+DEFAULT_API_VERSION = "62.0"
+_API_VERSION = re.compile(r"^\d{2,3}\.0$")
+_FIELD_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+#: Call values a field mapping may name (``attributes.X`` names a platform call attribute).
+MAPPABLE = frozenset(
+    {
+        "queue_name",
+        "queue_id",
+        "dnis",
+        "ani",
+        "customer_number",
+        "conversation_id",
+        "disconnect_type",
+        "who_hung_up",
+        "holds",
+        "held_seconds",
+        "transferred_to",
+        "wrapup_seconds",
+    }
+)
+
+
+class AuthKind(enum.StrEnum):
+    """How the adapter gets its Salesforce session."""
+
+    SESSION = "session"  # a session id from the environment (cannot be renewed)
+    CLIENT_CREDENTIALS = "client_credentials"  # OAuth client credentials flow (renewable)
+    JWT = "jwt"  # OAuth JWT bearer flow with a private key (renewable)
+
+
+class LookupKind(enum.StrEnum):
+    """How callers are found."""
+
+    SOSL = "sosl"  # search phone fields (any format; the index may lag minutes)
+    SOQL = "soql"  # exact match on Phone fields (immediate, format-sensitive)
+    NONE = "none"
+
+
+def _secret_repr(value: str | None) -> str:
+    return "None" if value is None else "'***'"
+
+
+@attrs.frozen(kw_only=True)
+class SalesforceSettings:
+    """Validated options of one Salesforce adapter. Secrets are read from the environment when
+    the options are parsed and never shown in a repr."""
+
+    instance_url: str
+    api_version: str = DEFAULT_API_VERSION
+    auth: AuthKind = AuthKind.SESSION
+    login_url: str | None = None
+    client_id: str | None = attrs.field(default=None, repr=_secret_repr)
+    client_secret: str | None = attrs.field(default=None, repr=_secret_repr)
+    session_id: str | None = attrs.field(default=None, repr=_secret_repr)
+    username: str | None = None
+    private_key: str | None = attrs.field(default=None, repr=_secret_repr)
+    ca_file: str | None = None
+    timeout: float = 10.0
+    external_id_field: str = "CTI_Call_Id__c"
+    status_in_progress: str = "In Progress"
+    status_completed: str = "Completed"
+    lookup: LookupKind = LookupKind.SOSL
+    lookup_cache_seconds: float = 60.0
+    fields: tuple[tuple[str, str], ...] = ()
+
+    @classmethod
+    def from_options(
+        cls,
+        options: Mapping[str, Any],
+        *,
+        prefix: str = "adapters.salesforce",
+        environ: Mapping[str, str] | None = None,
+        base_timeout: float = 10.0,
+    ) -> Self:
+        """Validate an ``[[adapters]]`` table's options (everything but the connector's own).
+
+        :raises ConfigError: an option is missing, unknown or invalid; ``key`` names it.
+        """
+        env = os.environ if environ is None else environ
+        reader = _Reader(options, prefix, env)
+        reader.check_unknown()
+        instance_url = reader.https_url("instance_url", required=True)
+        assert instance_url is not None
+        auth = reader.choice("auth", AuthKind, AuthKind.SESSION)
+        values: dict[str, Any] = {
+            "instance_url": instance_url,
+            "api_version": reader.api_version(),
+            "auth": auth,
+            "ca_file": reader.file("ca_file"),
+            "timeout": reader.positive("timeout", base_timeout),
+            "external_id_field": reader.field_name("external_id_field", "CTI_Call_Id__c"),
+            "status_in_progress": reader.text("status_in_progress", "In Progress"),
+            "status_completed": reader.text("status_completed", "Completed"),
+            "lookup": reader.choice("lookup", LookupKind, LookupKind.SOSL),
+            "lookup_cache_seconds": reader.positive("lookup_cache_seconds", 60.0, zero=True),
+            "fields": reader.field_map("fields"),
+        }
+        if auth is AuthKind.SESSION:
+            values["session_id"] = reader.secret("session_id_env")
+        else:
+            values["login_url"] = reader.https_url("login_url", required=False) or instance_url
+            values["client_id"] = reader.secret("client_id_env")
+            if auth is AuthKind.CLIENT_CREDENTIALS:
+                values["client_secret"] = reader.secret("client_secret_env")
+            else:
+                values["username"] = reader.text("username", None)
+                values["private_key"] = reader.private_key("private_key_file")
+        return cls(**values)
+
+    @property
+    def token_url(self) -> str:
+        """The OAuth token endpoint."""
+        return f"{(self.login_url or self.instance_url).rstrip('/')}/services/oauth2/token"
+
+
+class _Reader:
+    """Reads and checks options; names any it does not know."""
+
+    _KNOWN = (
+        "instance_url",
+        "api_version",
+        "auth",
+        "login_url",
+        "client_id_env",
+        "client_secret_env",
+        "session_id_env",
+        "username",
+        "private_key_file",
+        "ca_file",
+        "timeout",
+        "external_id_field",
+        "status_in_progress",
+        "status_completed",
+        "lookup",
+        "lookup_cache_seconds",
+        "fields",
+    )
+
+    def __init__(self, options: Mapping[str, Any], prefix: str, env: Mapping[str, str]) -> None:
+        self.options = options
+        self.prefix = prefix
+        self.env = env
+
+    def key(self, name: str) -> str:
+        return f"{self.prefix}.{name}"
+
+    def check_unknown(self) -> None:
+        unknown = sorted(set(self.options) - set(self._KNOWN))
+        if unknown:
+            raise ConfigError(
+                f"unknown option {unknown[0]!r}; the Salesforce adapter takes "
+                f"{', '.join(self._KNOWN)}",
+                key=self.key(unknown[0]),
+            )
+
+    def text(self, name: str, default: str | None) -> str | None:
+        value = self.options.get(name, default)
+        if value is None:
+            return None
+        if not isinstance(value, str) or not value.strip():
+            raise ConfigError(f"must be a non-empty string, got {value!r}", key=self.key(name))
+        return value.strip()
+
+    def https_url(self, name: str, *, required: bool) -> str | None:
+        value = self.options.get(name)
+        if value is None:
+            if required:
+                raise ConfigError(
+                    'is required: the org\'s URL, e.g. "https://acme.my.salesforce.com"',
+                    key=self.key(name),
+                )
+            return None
+        parts = urlsplit(value) if isinstance(value, str) else None
+        if parts is None or parts.scheme != "https" or not parts.hostname:
+            raise ConfigError(
+                f"must be an https:// URL (Salesforce speaks only TLS), got {value!r}",
+                key=self.key(name),
+            )
+        if parts.username or parts.password or parts.query:
+            raise ConfigError(
+                "must not carry credentials or a query; credentials come from *_env options",
+                key=self.key(name),
+            )
+        return str(value).rstrip("/")
+
+    def api_version(self) -> str:
+        value = self.options.get("api_version", DEFAULT_API_VERSION)
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            value = f"{float(value):.1f}"
+        if not isinstance(value, str) or not _API_VERSION.match(value.removeprefix("v")):
+            raise ConfigError(
+                f'must be an API version such as "62.0", got {value!r}', key=self.key("api_version")
+            )
+        return value.removeprefix("v")
+
+    def choice(self, name: str, kind: type[enum.StrEnum], default: Any) -> Any:
+        value = self.options.get(name, default)
+        try:
+            return kind(value)
+        except ValueError:
+            allowed = ", ".join(repr(member.value) for member in kind)
+            raise ConfigError(
+                f"must be one of {allowed}, got {value!r}", key=self.key(name)
+            ) from None
+
+    def positive(self, name: str, default: float, *, zero: bool = False) -> float:
+        value = self.options.get(name, default)
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or value < 0
+            or (value == 0 and not zero)
+        ):
+            raise ConfigError(
+                f"must be a {'non-negative' if zero else 'positive'} number of seconds, "
+                f"got {value!r}",
+                key=self.key(name),
+            )
+        return float(value)
+
+    def field_name(self, name: str, default: str) -> str:
+        value = self.options.get(name, default)
+        if not isinstance(value, str) or not _FIELD_NAME.match(value):
+            raise ConfigError(
+                f"must be a Salesforce field API name such as 'CTI_Call_Id__c', got {value!r}",
+                key=self.key(name),
+            )
+        return value
+
+    def file(self, name: str) -> str | None:
+        value = self.options.get(name)
+        if value is None:
+            return None
+        if not isinstance(value, str) or not Path(value).is_file():
+            raise ConfigError(f"must name a readable file, got {value!r}", key=self.key(name))
+        return value
+
+    def secret(self, name: str) -> str:
+        variable = self.options.get(name)
+        if not isinstance(variable, str) or not _ENV_NAME.match(variable):
+            raise ConfigError(
+                f"must name the environment variable that holds the secret (e.g. "
+                f'"SF_{name.removesuffix("_env").upper()}"), got {variable!r}',
+                key=self.key(name),
+            )
+        value = self.env.get(variable)
+        if not value:
+            raise ConfigError(
+                f"the environment variable {variable} is not set (or empty)", key=self.key(name)
+            )
+        return value
+
+    def private_key(self, name: str) -> str:
+        path = self.file(name)
+        if path is None:
+            raise ConfigError(
+                'is required for auth = "jwt": the PEM private key whose certificate the '
+                "connected app holds",
+                key=self.key(name),
+            )
+        text = Path(path).read_text(encoding="utf-8")
+        if "PRIVATE KEY" not in text:
+            raise ConfigError(f"{path} holds no PEM private key", key=self.key(name))
+        return text
+
+    def field_map(self, name: str) -> tuple[tuple[str, str], ...]:
+        table = self.options.get(name, {})
+        if not isinstance(table, Mapping):
+            raise ConfigError("must be a table of call value = Task field", key=self.key(name))
+        pairs: list[tuple[str, str]] = []
+        for source, target in table.items():
+            where = self.key(f"{name}.{source}")
+            if source not in MAPPABLE and not (
+                source.startswith("attributes.") and len(source) > len("attributes.")
+            ):
+                known = ", ".join(sorted(MAPPABLE))
+                raise ConfigError(
+                    f"names no call value; use one of {known}, or attributes.<name>", key=where
+                )
+            if not isinstance(target, str) or not _FIELD_NAME.match(target):
+                raise ConfigError(f"must be a Task field API name, got {target!r}", key=where)
+            pairs.append((source, target))
+        return tuple(pairs)
