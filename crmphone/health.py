@@ -441,6 +441,11 @@ class ConnectorMetrics(Metrics):
             "crmphone_duplicates_dropped_total",
             "Copies of call events the outbox refused (counted per adapter).",
         )
+        self.adapter_gauges = self.gauge(
+            "crmphone_adapter_gauge",
+            "Figures an adapter reports about its CRM (such as the API allowance used today).",
+            ["adapter", "name"],
+        )
 
     def add_adapter(self, instance: str) -> None:
         """Expose the per-adapter counters of ``instance`` at 0 before its first write."""

@@ -211,6 +211,15 @@ async def _health(connector: Connector, outbox: Outbox, port: int) -> AsyncItera
 
     metrics.outbox_depth.set_labelled_function(lambda: dict(depths))
 
+    def adapter_gauges() -> dict[str | tuple[str, ...], float]:
+        return {
+            (instance, name): float(value)
+            for instance, adapter in outbox.adapters.items()
+            for name, value in adapter.gauges().items()
+        }
+
+    metrics.adapter_gauges.set_labelled_function(adapter_gauges)
+
     def readiness() -> Readiness:
         if connector.ready.is_set():
             return Readiness.yes()

@@ -559,6 +559,12 @@ class Adapter(abc.ABC):
     async def on_presence_event(self, event: PresenceEvent) -> None:  # noqa: B027
         """Show or sync the agent's presence and routing status (e.g. the CRM's own presence)."""
 
+    def gauges(self) -> Mapping[str, float]:
+        """Figures the adapter keeps about its CRM (optional), exported on ``/metrics`` as
+        ``crmphone_adapter_gauge{adapter, name}``: e.g. the API allowance spent today. Called
+        at every scrape on the event loop: return what is already known, do no I/O."""
+        return {}
+
     @classmethod
     def implements(cls, hook: str) -> bool:
         """True when this class overrides ``hook`` (a method name of :class:`Adapter`)."""

@@ -125,6 +125,7 @@ async def test_metrics_parse_with_the_prometheus_parser() -> None:
         "crmphone_write_retries": "counter",
         "crmphone_dead_letters": "counter",
         "crmphone_outbox_depth": "gauge",
+        "crmphone_adapter_gauge": "gauge",
         "crmphone_channel_reconnects": "counter",
         "crmphone_duplicates_dropped": "counter",
     }

@@ -80,6 +80,16 @@ class SalesforceAdapter(Adapter):
         """API requests this adapter sent (lookups, writes, session renewals)."""
         return self.client.requests
 
+    def gauges(self) -> Mapping[str, float]:
+        """``api_requests_used`` / ``api_requests_allowed`` today (from ``Sforce-Limit-Info``)
+        and ``api_requests_sent`` by this adapter, for ``/metrics``."""
+        figures: dict[str, float] = {"api_requests_sent": float(self.client.requests)}
+        usage = self.client.usage
+        if usage is not None:
+            figures["api_requests_used"] = float(usage.used)
+            figures["api_requests_allowed"] = float(usage.allowed)
+        return figures
+
     # ------------------------------------------------------------------ lifecycle
 
     async def start(self) -> None:
@@ -200,7 +210,11 @@ class SalesforceAdapter(Adapter):
             else:
                 errors = result.get("errors") if isinstance(result, dict) else result
                 outcomes.append(
-                    from_record_errors(errors, what=f"the Task of call {log.conversation_id}")
+                    from_record_errors(
+                        errors,
+                        what=f"the Task of call {log.conversation_id}",
+                        limit_wait=self.settings.request_limit_wait,
+                    )
                 )
         return outcomes
 

@@ -215,12 +215,19 @@ class SalesforceClient:
                 return operation(client)
             except SalesforceExpiredSession as exc:
                 if attempt == 2 or self.settings.auth is AuthKind.SESSION:
-                    raise from_salesforce_error(exc, what=what) from exc
+                    raise from_salesforce_error(
+                        exc, what=what, limit_wait=self.settings.request_limit_wait
+                    ) from exc
                 logger.info("salesforce: session expired while %s; renewing it once", what)
                 session = self._current(stale=session)
             except SalesforceError as exc:
                 retry_after = getattr(self._local, "retry_after", None)
-                raise from_salesforce_error(exc, what=what, retry_after=retry_after) from exc
+                raise from_salesforce_error(
+                    exc,
+                    what=what,
+                    retry_after=retry_after,
+                    limit_wait=self.settings.request_limit_wait,
+                ) from exc
             except requests.RequestException as exc:
                 raise from_transport_error(exc, what=what) from exc
         raise AssertionError("unreachable")  # pragma: no cover

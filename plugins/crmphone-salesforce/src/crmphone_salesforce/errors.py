@@ -18,6 +18,7 @@ from simple_salesforce.exceptions import SalesforceError
 from crmphone.errors import CrmError, CrmPermanentError, CrmRetryableError
 
 __all__ = [
+    "LIMIT_RETRY_AFTER",
     "RETRYABLE_CODES",
     "error_details",
     "from_record_errors",
@@ -36,9 +37,9 @@ RETRYABLE_CODES = frozenset(
     }
 )
 _MESSAGE_LIMIT = 300
-# A 403 with this code is a spent allowance: Salesforce sends no Retry-After, and the allowance
-# is a rolling 24 h window, so there is no point in retrying sooner than this.
-_LIMIT_RETRY_AFTER = 300.0
+#: The default wait after 403 REQUEST_LIMIT_EXCEEDED: a spent allowance, for which Salesforce
+#: sends no Retry-After; the allowance is a rolling 24 h window, so sooner is pointless.
+LIMIT_RETRY_AFTER = 300.0
 
 
 def error_details(content: Any) -> list[tuple[str, str]]:
@@ -64,10 +65,15 @@ def _describe(details: list[tuple[str, str]]) -> str:
 
 
 def from_salesforce_error(
-    error: SalesforceError, *, what: str, retry_after: float | None = None
+    error: SalesforceError,
+    *,
+    what: str,
+    retry_after: float | None = None,
+    limit_wait: float = LIMIT_RETRY_AFTER,
 ) -> CrmError:
     """The crmphone error for a simple-salesforce exception raised while doing ``what``;
-    ``retry_after`` is the answer's ``Retry-After`` (seconds) when it had one."""
+    ``retry_after`` is the answer's ``Retry-After`` (seconds) when it had one, ``limit_wait``
+    the wait after the org's API allowance is spent."""
     details = error_details(error.content)
     codes = {code for code, _ in details}
     status = int(error.status)
@@ -80,7 +86,7 @@ def from_salesforce_error(
     if status == 403 and "REQUEST_LIMIT_EXCEEDED" in codes:
         return CrmRetryableError(
             f"{text}. The org's API allowance is spent; writes wait in the outbox",
-            retry_after=_LIMIT_RETRY_AFTER,
+            retry_after=limit_wait,
         )
     if codes & RETRYABLE_CODES or status >= 500 or status in (408, 429):
         return CrmRetryableError(text, retry_after=retry_after)
@@ -95,13 +101,15 @@ def from_salesforce_error(
     return CrmPermanentError(text)
 
 
-def from_record_errors(errors: Any, *, what: str) -> CrmError:
+def from_record_errors(
+    errors: Any, *, what: str, limit_wait: float = LIMIT_RETRY_AFTER
+) -> CrmError:
     """The crmphone error for one record's ``errors`` in an sObject Collections result."""
     details = error_details(errors if isinstance(errors, list) else [errors])
     codes = {code for code, _ in details}
     text = f"Salesforce refused {what}: {_describe(details)}"
     if codes & RETRYABLE_CODES:
-        retry_after = _LIMIT_RETRY_AFTER if "REQUEST_LIMIT_EXCEEDED" in codes else None
+        retry_after = limit_wait if "REQUEST_LIMIT_EXCEEDED" in codes else None
         return CrmRetryableError(text, retry_after=retry_after)
     return CrmPermanentError(text)
 

@@ -19,6 +19,7 @@
     status_completed = "Completed"
     lookup = "sosl"                       # or "soql" (exact match on Phone), or "none"
     lookup_cache_seconds = 60
+    request_limit_wait = 300              # seconds to wait once the daily API allowance is spent
     [adapters.fields]                     # call attribute -> Task field
     queue_name = "Queue__c"
     "attributes.recordingUrl" = "Recording_URL__c"
@@ -106,6 +107,7 @@ class SalesforceSettings:
     status_completed: str = "Completed"
     lookup: LookupKind = LookupKind.SOSL
     lookup_cache_seconds: float = 60.0
+    request_limit_wait: float = 300.0
     fields: tuple[tuple[str, str], ...] = ()
 
     @classmethod
@@ -138,6 +140,7 @@ class SalesforceSettings:
             "status_completed": reader.text("status_completed", "Completed"),
             "lookup": reader.choice("lookup", LookupKind, LookupKind.SOSL),
             "lookup_cache_seconds": reader.positive("lookup_cache_seconds", 60.0, zero=True),
+            "request_limit_wait": reader.positive("request_limit_wait", 300.0),
             "fields": reader.field_map("fields"),
         }
         if auth is AuthKind.SESSION:
@@ -178,6 +181,7 @@ class _Reader:
         "status_completed",
         "lookup",
         "lookup_cache_seconds",
+        "request_limit_wait",
         "fields",
     )
 
