@@ -75,6 +75,8 @@ ADAPTERS_EXPECTED = {
     "Commands",
     "CrmRecord",
     "LogStage",
+    "Memory",
+    "VolatileMemory",
     "MatchOutcome",
     "Outbox",
     "OutboxSettings",

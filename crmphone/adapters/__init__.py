@@ -15,6 +15,8 @@ from crmphone.adapters.base import (
     CrmRecord,
     LogStage,
     MatchOutcome,
+    Memory,
+    VolatileMemory,
     crm_error_for_status,
 )
 from crmphone.adapters.outbox import Outbox, OutboxSettings, OutboxStats
@@ -31,11 +33,13 @@ __all__ = [
     "CrmRecord",
     "LogStage",
     "MatchOutcome",
+    "Memory",
     "Outbox",
     "OutboxSettings",
     "OutboxStats",
     "OutboxStore",
     "RetryPolicy",
+    "VolatileMemory",
     "WorkItem",
     "WorkKind",
     "crm_error_for_status",

@@ -77,6 +77,8 @@ __all__ = [
     "CrmRecord",
     "LogStage",
     "MatchOutcome",
+    "Memory",
+    "VolatileMemory",
     "crm_error_for_status",
 ]
 
@@ -424,6 +426,35 @@ class Commands(Protocol):
         ...
 
 
+class Memory(Protocol):
+    """A small durable key-value store per adapter: what the adapter must remember across
+    restarts, such as the CRM id of the record it made for a call (kept for the outbox's
+    ``retention``, then forgotten)."""
+
+    async def get(self, key: str) -> str | None:
+        """The value kept under ``key``, or None."""
+        ...
+
+    async def set(self, key: str, value: str) -> None:
+        """Keep ``value`` under ``key`` (durably once it returns, when the outbox backs it)."""
+        ...
+
+
+class VolatileMemory:
+    """:class:`Memory` in a dict: what an adapter has outside an outbox (tests, tools)."""
+
+    def __init__(self) -> None:
+        self._values: dict[str, str] = {}
+
+    async def get(self, key: str) -> str | None:
+        """The value kept under ``key``, or None."""
+        return self._values.get(key)
+
+    async def set(self, key: str, value: str) -> None:
+        """Keep ``value`` under ``key`` until the process ends."""
+        self._values[key] = value
+
+
 class _NoCommands:
     async def dial(self, number: str, *, agent_id: str, record: CrmRecord | None = None) -> str:
         raise ConfigError("this connector takes no commands (no phone or platform behind it)")
@@ -437,6 +468,8 @@ class AdapterContext:
     ``timeout``: seconds any single CRM request may take (give it to your client library; many
     take none by default and hang for hours). ``verify``: TLS verification, on by default (a CA
     bundle path to trust a private CA). ``threads``: the size of :meth:`run_sync`'s pool.
+    ``memory``: what the adapter keeps across restarts (:class:`Memory`; the outbox's file while
+    an outbox drives the adapter, else a :class:`VolatileMemory`).
     """
 
     name: str
@@ -445,6 +478,7 @@ class AdapterContext:
     timeout: float = 10.0
     verify: bool | str = True
     threads: int = 4
+    memory: Memory = attrs.field(factory=VolatileMemory)
     logger: logging.Logger = attrs.field(
         default=attrs.Factory(
             lambda self: logging.getLogger(f"crmphone.adapters.{self.name}"), takes_self=True

@@ -33,7 +33,7 @@ from typing import Any, Literal, Self, TypeVar
 
 import attrs
 
-from crmphone.adapters.base import Adapter, CallerMatch, CrmRecord
+from crmphone.adapters.base import Adapter, CallerMatch, CrmRecord, Memory
 from crmphone.adapters.policy import RetryPolicy
 from crmphone.adapters.router import WorkKind
 from crmphone.adapters.store import AdapterRoute, EnqueueResult, OutboxStore, WorkItem
@@ -142,6 +142,7 @@ class Outbox:
             or type(adapter).implements("on_presence_event")
         }
         self._status_ready = {name: asyncio.Event() for name in self._status}
+        self._memories: dict[str, Memory] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._accepting = False
         self._stopping = False
@@ -157,6 +158,9 @@ class Outbox:
                 settings.path, synchronous=settings.synchronous, clock=self._clock
             )
         )
+        for name, adapter in self.adapters.items():
+            self._memories[name] = adapter.context.memory
+            adapter.context.memory = _OutboxMemory(self, name)
         started: list[Adapter] = []
         try:
             for adapter in self.adapters.values() if self._owns_adapters else ():
@@ -165,6 +169,7 @@ class Outbox:
         except BaseException:
             for adapter in reversed(started):
                 await self._close_adapter(adapter)
+            self._restore_memories()
             await self._read(lambda store: store.close())
             self._db.shutdown(wait=True)
             raise
@@ -216,9 +221,16 @@ class Outbox:
         await asyncio.gather(writer, return_exceptions=True)
         for adapter in self.adapters.values() if self._owns_adapters else ():
             await self._close_adapter(adapter)
+        self._restore_memories()
         await self._read(lambda store: store.close())
         self._db.shutdown(wait=True)
         self._db = None
+
+    def _restore_memories(self) -> None:
+        """Give each adapter back the memory it had before this outbox drove it."""
+        for name, memory in self._memories.items():
+            self.adapters[name].context.memory = memory
+        self._memories.clear()
 
     async def _close_adapter(self, adapter: Adapter) -> None:
         try:
@@ -575,3 +587,19 @@ def _commit(operations: list[_Write], store: OutboxStore) -> list[tuple[bool, An
             else:
                 outcomes.append((True, value))
     return outcomes
+
+
+class _OutboxMemory:
+    """An adapter's :class:`~crmphone.adapters.Memory` in the outbox's file (shared commits)."""
+
+    def __init__(self, outbox: Outbox, adapter: str) -> None:
+        self._outbox = outbox
+        self._adapter = adapter
+
+    async def get(self, key: str) -> str | None:
+        """The value the adapter kept under ``key``, or None."""
+        return await self._outbox._read(lambda store: store.recall_for(self._adapter, key))
+
+    async def set(self, key: str, value: str) -> None:
+        """Keep ``value`` under ``key``; committed when this returns."""
+        await self._outbox._write(lambda store: store.remember_for(self._adapter, key, value))

@@ -55,6 +55,10 @@ CREATE TABLE IF NOT EXISTS logs (
     adapter TEXT NOT NULL, log_key TEXT NOT NULL, log TEXT NOT NULL, updated REAL NOT NULL,
     PRIMARY KEY (adapter, log_key)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS memory (
+    adapter TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL, at REAL NOT NULL,
+    PRIMARY KEY (adapter, key)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS links (
     adapter TEXT NOT NULL, conversation_id TEXT NOT NULL, record TEXT NOT NULL, at REAL NOT NULL,
     PRIMARY KEY (adapter, conversation_id)
@@ -416,7 +420,22 @@ class OutboxStore:
             (cutoff,),
         ).rowcount
         gone += self._db.execute("DELETE FROM links WHERE at < ?", (cutoff,)).rowcount
+        gone += self._db.execute("DELETE FROM memory WHERE at < ?", (cutoff,)).rowcount
         return gone
+
+    def recall_for(self, adapter: str, key: str) -> str | None:
+        """What ``adapter`` kept under ``key`` (its :class:`~crmphone.adapters.Memory`)."""
+        row = self._db.execute(
+            "SELECT value FROM memory WHERE adapter = ? AND key = ?", (adapter, key)
+        ).fetchone()
+        return None if row is None else str(row[0])
+
+    def remember_for(self, adapter: str, key: str, value: str) -> None:
+        """Keep ``value`` under ``key`` for ``adapter`` (until ``retention`` after this)."""
+        self._db.execute(
+            "INSERT OR REPLACE INTO memory VALUES (?, ?, ?, ?)",
+            (adapter, key, value, self._clock()),
+        )
 
     def meta(self, key: str) -> str | None:
         """A value the connector keeps across restarts (e.g. when it last heard the platform)."""

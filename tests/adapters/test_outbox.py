@@ -475,3 +475,19 @@ async def test_a_failed_batch_request_retries_every_log_in_it(tmp_path: Path) ->
         assert await outbox.wait_idle(5)
     assert len(adapter.logs) == 5
     assert len(adapter.batches) >= 2
+
+
+async def test_an_adapters_memory_survives_a_restart_in_the_outbox_file(tmp_path: Path) -> None:
+    """What an adapter keeps in context.memory while an outbox drives it is there after a
+    restart; outside an outbox it has a volatile memory of its own."""
+    adapter = RecordingAdapter()
+    outside = adapter.context.memory
+    async with outbox_with(tmp_path, adapter):
+        await adapter.context.memory.set("ticket:conv-1", "4711")
+        assert await adapter.context.memory.get("ticket:conv-1") == "4711"
+    assert adapter.context.memory is outside  # given back when the outbox closed
+    assert await outside.get("ticket:conv-1") is None
+    again = RecordingAdapter()
+    async with outbox_with(tmp_path, again):
+        assert await again.context.memory.get("ticket:conv-1") == "4711"
+        assert await again.context.memory.get("ticket:conv-2") is None
