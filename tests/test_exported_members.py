@@ -108,6 +108,7 @@ TESTING_EXPECTED = {
     "HookCall",
     "RecordingAdapter",
     "fake_call",
+    "fake_call_logs",
     "fast_channel_settings",
     "fast_sandbox_config",
     "sign_in_sandbox_agent",

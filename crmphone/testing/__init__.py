@@ -19,7 +19,7 @@ from crmphone.notifications import BackoffPolicy, ChannelSettings
 from crmphone.platform import AuthorizationCode, authorization_url, make_pkce_pair
 from crmphone.sandbox import SandboxConfig
 from crmphone.testing.conformance import AdapterConformance, ConformanceBackend
-from crmphone.testing.recording import HookCall, RecordingAdapter, fake_call
+from crmphone.testing.recording import HookCall, RecordingAdapter, fake_call, fake_call_logs
 
 __all__ = [
     "TEST_CLIENT_ID",
@@ -29,6 +29,7 @@ __all__ = [
     "HookCall",
     "RecordingAdapter",
     "fake_call",
+    "fake_call_logs",
     "fast_channel_settings",
     "fast_sandbox_config",
     "sign_in_sandbox_agent",

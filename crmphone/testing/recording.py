@@ -16,7 +16,14 @@ from typing import Any
 
 import attrs
 
-from crmphone.adapters.base import Adapter, AdapterContext, CallerMatch, CallLog, CrmRecord
+from crmphone.adapters.base import (
+    Adapter,
+    AdapterContext,
+    CallerMatch,
+    CallLog,
+    CrmRecord,
+    LogStage,
+)
 from crmphone.events import (
     CallAlerting,
     CallConnected,
@@ -32,7 +39,7 @@ from crmphone.events import (
     StatusEvent,
 )
 
-__all__ = ["HookCall", "RecordingAdapter", "fake_call"]
+__all__ = ["HookCall", "RecordingAdapter", "fake_call", "fake_call_logs"]
 
 
 @attrs.frozen
@@ -217,3 +224,18 @@ def fake_call(
             )
         )
     return events
+
+
+def fake_call_logs(*, crm_user_id: str | None = None, **call: Any) -> dict[LogStage, CallLog]:
+    """One fake call's log (as an adapter is handed it) at each stage crmphone writes:
+    ``CONNECTED``, ``ENDED`` and ``WRAPPED_UP`` for an answered call (``ENDED`` alone for a
+    missed one). ``call`` takes :func:`fake_call`'s options; ``crm_user_id`` the agent's CRM user."""
+    first, *rest = fake_call(**call)
+    assert isinstance(first, CallAlerting)
+    log = CallLog.from_alerting(first, crm_user_id=crm_user_id)
+    logs: dict[LogStage, CallLog] = {}
+    for event in rest:
+        log = log.with_event(event)
+        if log.stage > LogStage.ALERTING:
+            logs[log.stage] = log
+    return logs

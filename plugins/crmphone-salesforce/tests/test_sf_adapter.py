@@ -13,9 +13,10 @@ import pytest
 import trustme
 
 from crmphone.adapters import AdapterContext, CallLog, CrmRecord, LogStage, MatchOutcome
+from crmphone.adapters.numbers import search_digits
 from crmphone.errors import ConfigError, CrmPermanentError, CrmRetryableError
-from crmphone.events import CallAlerting, CallDirection
-from crmphone.testing.recording import fake_call
+from crmphone.events import CallDirection
+from crmphone.testing import fake_call_logs
 from crmphone_salesforce import SalesforceAdapter, SalesforceSettings
 from crmphone_salesforce.emulator import (
     HTML_NAME_NUMBER,
@@ -24,23 +25,14 @@ from crmphone_salesforce.emulator import (
     ONE_MATCH_NUMBER,
     SalesforceEmulator,
 )
-from crmphone_salesforce.phone import escape_sosl, search_digits
+from crmphone_salesforce.phone import escape_sosl
 
 SECRET_ENV = "SF_TEST_SESSION"
 
 
-def call_logs(
-    number: str = ONE_MATCH_NUMBER, *, crm_user_id: str | None = None, **options: Any
-) -> dict[LogStage, CallLog]:
+def call_logs(number: str = ONE_MATCH_NUMBER, **options: Any) -> dict[LogStage, CallLog]:
     """One call's log at each written stage."""
-    first, *rest = fake_call(number=number, **options)
-    assert isinstance(first, CallAlerting)
-    log = CallLog.from_alerting(first, crm_user_id=crm_user_id)
-    logs: dict[LogStage, CallLog] = {}
-    for event in rest:
-        log = log.with_event(event)
-        logs[log.stage] = log
-    return logs
+    return fake_call_logs(number=number, **options)
 
 
 @pytest.fixture

@@ -25,11 +25,12 @@ from urllib.parse import quote
 from simple_salesforce.api import Salesforce
 
 from crmphone.adapters import Adapter, AdapterContext, CallerMatch, CallLog, CrmRecord
+from crmphone.adapters.numbers import e164, search_digits
 from crmphone.errors import CrmPermanentError, CrmRetryableError
 
 from .client import ApiUsage, SalesforceClient
 from .errors import from_record_errors
-from .phone import e164, escape_sosl, search_digits, soql_quote
+from .phone import escape_sosl, soql_quote
 from .settings import LookupKind, SalesforceSettings
 from .task import task_fields, without_insert_only
 

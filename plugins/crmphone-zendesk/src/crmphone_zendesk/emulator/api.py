@@ -214,6 +214,21 @@ class ZendeskApi:
         if not admitted:
             return _too_many(value, rate_headers), None
         rate_headers["X-Rate-Limit-Remaining"] = str(value)
+        if fault is not None and fault.kind is FaultKind.REJECTED:
+            body = {
+                "error": "RecordInvalid",
+                "description": "Record validation errors",
+                "details": {
+                    "base": [
+                        {
+                            "description": "Refused by a business rule (injected fault)",
+                            "error": "InvalidValue",
+                        }
+                    ]
+                },
+            }
+            answer = ApiAnswer.json(422, body).with_headers(rate_headers)
+            return attrs.evolve(answer, delay=delay), None
         answer, lookup = self._routed(request, route, match, now)
         return attrs.evolve(answer.with_headers(rate_headers), delay=delay), lookup
 

@@ -16,6 +16,9 @@ matches it (no scope: any API route; ``"voice"`` matches ``voice.display_user`` 
     done before the wait, as on a slow server whose client times out).
 ``expired_credentials``
     401 ``{"error": "Couldn't authenticate you"}`` although the credentials are good.
+``rejected``
+    422 ``{"error": "RecordInvalid", …}`` before anything is stored, as an account's business
+    rule refuses a record: a failure that retrying cannot fix.
 
 Search-index lag is a setting, not a consumable fault: :meth:`Faults.search_lag` (or
 ``model.search_lag``) makes records created less than that many seconds ago invisible to search.
@@ -38,6 +41,7 @@ class FaultKind(enum.StrEnum):
     UNAVAILABLE = "unavailable"
     SLOW = "slow"
     EXPIRED_CREDENTIALS = "expired_credentials"
+    REJECTED = "rejected"
 
 
 @attrs.frozen
@@ -124,6 +128,10 @@ class Faults:
     def expired_credentials(self, count: int = 1, *, route: str | None = None) -> None:
         """Answer the next ``count`` matching requests with 401 as if the token had expired."""
         self.fail_next(FaultKind.EXPIRED_CREDENTIALS, count, route=route)
+
+    def rejected(self, count: int = 1, *, route: str | None = None) -> None:
+        """Answer the next ``count`` matching requests with 422 RecordInvalid."""
+        self.fail_next(FaultKind.REJECTED, count, route=route)
 
     def search_lag(self, seconds: float) -> None:
         """From now on, records younger than ``seconds`` are invisible to search."""

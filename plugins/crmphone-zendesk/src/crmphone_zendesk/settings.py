@@ -1,0 +1,236 @@
+"""The Zendesk adapter's options: an ``[[adapters]]`` table, validated into frozen values.
+
+.. code-block:: toml
+
+    [[adapters]]
+    name = "zendesk"
+    subdomain = "acme"                    # https://acme.zendesk.com; or base_url = "https://…"
+    email = "crm-bot@acme.com"            # with token_env (API token), or oauth_token_env
+    token_env = "ZENDESK_API_TOKEN"       # the NAME of the environment variable
+    ca_file = "/etc/ssl/private-ca.pem"   # optional: trust a private CA (checks stay on)
+    timeout = 10.0
+    app_id = 0                            # the Talk Partner Edition app id on call records
+    tickets_for = ["answered", "missed", "voicemail", "outbound"]
+    create_users = true                   # an unknown caller becomes an end user
+    subject = "Call with {number}"        # {number}, {direction}, {agent}
+    tags = ["crmphone", "phone"]
+    public_comment = false
+    lookup_cache_seconds = 60
+
+The agent map (``[agents.crm_users]``) maps platform users to Zendesk agent ids (numbers).
+Every error is a :class:`~crmphone.errors.ConfigError` whose ``key`` names the option.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Self
+from urllib.parse import urlsplit
+
+import attrs
+
+from crmphone.errors import ConfigError
+
+__all__ = ["TicketRule", "ZendeskSettings"]
+
+_SUBDOMAIN = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_PLACEHOLDERS = frozenset({"number", "direction", "agent"})
+
+
+class TicketRule(enum.StrEnum):
+    """Which calls get a ticket."""
+
+    ANSWERED = "answered"
+    MISSED = "missed"
+    VOICEMAIL = "voicemail"
+    OUTBOUND = "outbound"
+
+
+def _secret_repr(value: str | None) -> str:
+    return "None" if value is None else "'***'"
+
+
+@attrs.frozen(kw_only=True)
+class ZendeskSettings:
+    """Validated options of one Zendesk adapter; secrets never in a repr."""
+
+    base_url: str
+    email: str | None = None
+    api_token: str | None = attrs.field(default=None, repr=_secret_repr)
+    oauth_token: str | None = attrs.field(default=None, repr=_secret_repr)
+    ca_file: str | None = None
+    timeout: float = 10.0
+    app_id: int = 0
+    tickets_for: frozenset[TicketRule] = frozenset(TicketRule)
+    create_users: bool = True
+    subject: str = "Call with {number}"
+    tags: tuple[str, ...] = ("crmphone", "phone")
+    public_comment: bool = False
+    lookup_cache_seconds: float = 60.0
+
+    @classmethod
+    def from_options(
+        cls,
+        options: Mapping[str, Any],
+        *,
+        prefix: str = "adapters.zendesk",
+        environ: Mapping[str, str] | None = None,
+        base_timeout: float = 10.0,
+    ) -> Self:
+        """Validate an ``[[adapters]]`` table's options.
+
+        :raises ConfigError: an option is missing, unknown or invalid; ``key`` names it.
+        """
+        env = os.environ if environ is None else environ
+
+        def key(name: str) -> str:
+            return f"{prefix}.{name}"
+
+        unknown = sorted(set(options) - set(_KNOWN))
+        if unknown:
+            raise ConfigError(
+                f"unknown option {unknown[0]!r}; the Zendesk adapter takes {', '.join(_KNOWN)}",
+                key=key(unknown[0]),
+            )
+        base_url = _base_url(options, key)
+        values: dict[str, Any] = {"base_url": base_url}
+        if "oauth_token_env" in options:
+            if "token_env" in options:
+                raise ConfigError(
+                    "set token_env (with email) or oauth_token_env, not both", key=key("token_env")
+                )
+            values["oauth_token"] = _secret(options, "oauth_token_env", env, key)
+        else:
+            email = options.get("email")
+            if not isinstance(email, str) or "@" not in email:
+                raise ConfigError(
+                    "is required with an API token: the agent or admin the token belongs to, "
+                    'e.g. email = "crm-bot@acme.com" (or use oauth_token_env)',
+                    key=key("email"),
+                )
+            values["email"] = email
+            values["api_token"] = _secret(options, "token_env", env, key)
+        ca_file = options.get("ca_file")
+        if ca_file is not None and (not isinstance(ca_file, str) or not Path(ca_file).is_file()):
+            raise ConfigError(f"must name a readable file, got {ca_file!r}", key=key("ca_file"))
+        values["ca_file"] = ca_file
+        values["timeout"] = _number(options, "timeout", base_timeout, key)
+        values["lookup_cache_seconds"] = _number(
+            options, "lookup_cache_seconds", 60.0, key, zero=True
+        )
+        app_id = options.get("app_id", 0)
+        if isinstance(app_id, bool) or not isinstance(app_id, int) or app_id < 0:
+            raise ConfigError(f"must be a whole number, got {app_id!r}", key=key("app_id"))
+        values["app_id"] = app_id
+        rules = options.get("tickets_for", [rule.value for rule in TicketRule])
+        try:
+            values["tickets_for"] = frozenset(TicketRule(rule) for rule in rules)
+        except (TypeError, ValueError):
+            allowed = ", ".join(rule.value for rule in TicketRule)
+            raise ConfigError(
+                f"must be a list of {allowed}, got {rules!r}", key=key("tickets_for")
+            ) from None
+        for flag, default in (("create_users", True), ("public_comment", False)):
+            value = options.get(flag, default)
+            if not isinstance(value, bool):
+                raise ConfigError(f"must be true or false, got {value!r}", key=key(flag))
+            values[flag] = value
+        subject = options.get("subject", "Call with {number}")
+        fields = set(re.findall(r"{(\w*)}", subject)) if isinstance(subject, str) else {"?"}
+        if not isinstance(subject, str) or not subject.strip() or fields - _PLACEHOLDERS:
+            raise ConfigError(
+                "must be text with only {number}, {direction} and {agent} placeholders, "
+                f"got {subject!r}",
+                key=key("subject"),
+            )
+        values["subject"] = subject
+        tags = options.get("tags", ["crmphone", "phone"])
+        if not isinstance(tags, list) or not all(
+            isinstance(tag, str) and tag and " " not in tag for tag in tags
+        ):
+            raise ConfigError(
+                f"must be a list of tags without spaces, got {tags!r}", key=key("tags")
+            )
+        values["tags"] = tuple(tags)
+        return cls(**values)
+
+
+_KNOWN = (
+    "subdomain",
+    "base_url",
+    "email",
+    "token_env",
+    "oauth_token_env",
+    "ca_file",
+    "timeout",
+    "app_id",
+    "tickets_for",
+    "create_users",
+    "subject",
+    "tags",
+    "public_comment",
+    "lookup_cache_seconds",
+)
+
+
+def _base_url(options: Mapping[str, Any], key: Any) -> str:
+    subdomain, base_url = options.get("subdomain"), options.get("base_url")
+    if (subdomain is None) == (base_url is None):
+        raise ConfigError(
+            'set one of subdomain = "acme" (https://acme.zendesk.com) or base_url = "https://…"',
+            key=key("subdomain"),
+        )
+    if subdomain is not None:
+        if not isinstance(subdomain, str) or not _SUBDOMAIN.match(subdomain):
+            raise ConfigError(
+                f"must be the account's subdomain such as 'acme', got {subdomain!r}",
+                key=key("subdomain"),
+            )
+        return f"https://{subdomain}.zendesk.com"
+    parts = urlsplit(base_url) if isinstance(base_url, str) else None
+    if (
+        parts is None
+        or parts.scheme != "https"
+        or not parts.hostname
+        or parts.path not in ("", "/")
+    ):
+        raise ConfigError(
+            f"must be an https:// URL without a path, got {base_url!r}", key=key("base_url")
+        )
+    if parts.username or parts.password:
+        raise ConfigError("must not carry credentials", key=key("base_url"))
+    return f"https://{parts.netloc}"
+
+
+def _secret(options: Mapping[str, Any], name: str, env: Mapping[str, str], key: Any) -> str:
+    variable = options.get(name)
+    if not isinstance(variable, str) or not _ENV_NAME.match(variable):
+        raise ConfigError(
+            f"must name the environment variable that holds the secret, got {variable!r}",
+            key=key(name),
+        )
+    value = env.get(variable)
+    if not value:
+        raise ConfigError(
+            f"the environment variable {variable} is not set (or empty)", key=key(name)
+        )
+    return value
+
+
+def _number(
+    options: Mapping[str, Any], name: str, default: float, key: Any, *, zero: bool = False
+) -> float:
+    value = options.get(name, default)
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or value < 0
+        or (value == 0 and not zero)
+    ):
+        raise ConfigError(f"must be a positive number of seconds, got {value!r}", key=key(name))
+    return float(value)
