@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 RESULTS = Path(__file__).parent / "results"
-BENCHMARKS = ("notifications", "answer_latency", "outbox", "salesforce")
+BENCHMARKS = ("notifications", "answer_latency", "outbox", "salesforce", "zendesk")
 
 
 def _environment() -> dict[str, Any]:
