@@ -17,10 +17,18 @@ from pathlib import Path
 from typing import Any, Self
 
 import uvicorn
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from crmphone.errors import TransportError
+from crmphone.errors import InvalidStateError, TransportError
 
-__all__ = ["STARTUP_TIMEOUT", "LocalTls", "ServedApp", "bind"]
+__all__ = [
+    "STARTUP_TIMEOUT",
+    "LocalTls",
+    "PromptShutdownProtocol",
+    "ServedApp",
+    "ServedHttps",
+    "bind",
+]
 
 STARTUP_TIMEOUT = 10.0
 
@@ -174,3 +182,111 @@ class LocalTls:
     def close(self) -> None:
         """Delete the certificate files."""
         self._directory.cleanup()
+
+
+class PromptShutdownProtocol(H11Protocol):
+    """uvicorn's HTTP/1.1 protocol, dropping idle connections at once when the server stops.
+
+    A TLS close waits for the client's ``close_notify``, which a client idling in a connection
+    pool (requests keeps connections alive) never sends; uvicorn's graceful shutdown would then
+    wait out its whole timeout for connections that have nothing left to say.
+    """
+
+    _stopping = False
+
+    def shutdown(self) -> None:
+        """Begin the graceful shutdown; an idle connection is aborted instead of closed."""
+        self._stopping = True
+        idle = self.cycle is None or self.cycle.response_complete
+        super().shutdown()
+        if idle:
+            self.transport.abort()
+
+    def on_response_complete(self) -> None:
+        """After the last answer of a stopping server, drop the connection the same way."""
+        super().on_response_complete()
+        if self._stopping and self.transport.is_closing():
+            # The answer went out with the close; waiting for the client's goodbye adds nothing.
+            self.transport.abort()
+
+
+class ServedHttps:
+    """An ASGI app served over HTTPS with its own private CA (:class:`LocalTls`), stopping
+    promptly even while clients keep connections alive: what the CRM emulators are served by.
+
+    :meth:`start` it, read :attr:`url` and :attr:`ca_file`, :meth:`stop` it (which deletes the
+    certificate files). ``what`` names the server in errors ("the Salesforce emulator").
+    """
+
+    def __init__(self, what: str, name: str) -> None:
+        self.what = what
+        self.name = name
+        self._tls: LocalTls | None = None
+        self._served: ServedApp | None = None
+        self._host = "127.0.0.1"
+
+    async def start(self, app: Any, *, host: str = "127.0.0.1", port: int = 0) -> None:
+        """Serve ``app`` on ``host:port`` (port 0: any free one); return once it accepts.
+
+        TransportError when the address cannot be bound; InvalidStateError when running.
+        """
+        if self._served is not None:
+            raise InvalidStateError(f"{self.what} is already running")
+        tls = LocalTls()
+        try:
+            self._served = await ServedApp.start(
+                app,
+                host=host,
+                port=port,
+                name=self.name,
+                what=self.what,
+                hint="pick another port, or 0 for any free one",
+                shutdown_timeout=2,
+                http=PromptShutdownProtocol,
+                **tls.uvicorn_options(),
+            )
+        except BaseException:
+            tls.close()
+            raise
+        self._tls, self._host = tls, host
+
+    async def stop(self) -> None:
+        """Stop serving and delete the certificate files; a no-op when not running."""
+        served, tls = self._served, self._tls
+        self._served = self._tls = None
+        try:
+            if served is not None:
+                await served.stop()
+        finally:
+            if tls is not None:
+                tls.close()
+
+    @property
+    def running(self) -> bool:
+        """Whether it is serving."""
+        return self._served is not None
+
+    @property
+    def host(self) -> str:
+        """The address served on."""
+        return self._host
+
+    @property
+    def port(self) -> int:
+        """The bound TCP port."""
+        if self._served is None:
+            raise InvalidStateError(f"{self.what} is not running (call start())")
+        return self._served.port
+
+    @property
+    def url(self) -> str:
+        """``https://host:port``."""
+        host = f"[{self._host}]" if ":" in self._host else self._host
+        return f"https://{host}:{self.port}"
+
+    @property
+    def ca_file(self) -> Path:
+        """The PEM CA certificate a client must trust (deleted by :meth:`stop`)."""
+        if self._tls is None:
+            raise InvalidStateError(f"{self.what} is not running (call start())")
+        return self._tls.ca_file

@@ -36,11 +36,11 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
-from crmphone._serving import STARTUP_TIMEOUT, LocalTls, ServedApp
+from crmphone._serving import STARTUP_TIMEOUT, ServedHttps
 from crmphone.errors import InvalidStateError, TransportError
 
 from .api import LIMIT_HEADER, ApiRequest, ApiResponse, SalesforceApi
-from .app import PromptShutdownProtocol, create_app
+from .app import create_app
 from .errors import ApiError, ErrorItem, OAuthError
 from .faults import Fault, FaultKind, Faults, RouteKind
 from .ids import KEY_PREFIXES
@@ -123,13 +123,11 @@ class SalesforceEmulator:
         else:
             self.model = SalesforceModel(seed, settings, clock=clock, wall_clock=wall_clock)
         self.api = SalesforceApi(self.model)
-        self._tls: LocalTls | None = None
-        self._served: ServedApp | None = None
+        self._https = ServedHttps("the Salesforce emulator", "salesforce-emulator")
         self._closing: asyncio.Event | None = None
-        self._host = "127.0.0.1"
 
     def __repr__(self) -> str:
-        where = self.url if self._served is not None else "not running"
+        where = self.url if self.running else "not running"
         return f"<SalesforceEmulator seed={self.model.seed} {where}>"
 
     # ------------------------------------------------------------------ lifecycle
@@ -139,44 +137,22 @@ class SalesforceEmulator:
 
         TransportError when the address cannot be bound; InvalidStateError when already running.
         """
-        if self._served is not None:
-            raise InvalidStateError("the Salesforce emulator is already running")
-        tls = LocalTls()
         closing = asyncio.Event()
-        try:
-            served = await ServedApp.start(
-                create_app(self.api, closing),
-                host=host,
-                port=port,
-                name="salesforce-emulator",
-                what="the Salesforce emulator",
-                shutdown_timeout=SHUTDOWN_TIMEOUT,
-                http=PromptShutdownProtocol,
-                **tls.uvicorn_options(),
-            )
-        except BaseException:
-            tls.close()
-            raise
-        self._tls, self._served, self._closing, self._host = tls, served, closing, host
+        await self._https.start(create_app(self.api, closing), host=host, port=port)
+        self._closing = closing
         return self
 
     async def stop(self) -> None:
         """Stop serving (answers held by ``slow`` leave at once) and delete the TLS files."""
-        served, tls, closing = self._served, self._tls, self._closing
-        self._served = self._tls = self._closing = None
+        closing, self._closing = self._closing, None
         if closing is not None:
             closing.set()
-        try:
-            if served is not None:
-                await served.stop()
-        finally:
-            if tls is not None:
-                tls.close()
+        await self._https.stop()
 
     @property
     def running(self) -> bool:
         """Whether the server is serving."""
-        return self._served is not None
+        return self._https.running
 
     async def __aenter__(self) -> Self:
         return await self.start()
@@ -194,27 +170,22 @@ class SalesforceEmulator:
     @property
     def host(self) -> str:
         """The address served on."""
-        return self._host
+        return self._https.host
 
     @property
     def port(self) -> int:
         """The bound TCP port."""
-        if self._served is None:
-            raise InvalidStateError("the Salesforce emulator is not running (call start())")
-        return self._served.port
+        return self._https.port
 
     @property
     def url(self) -> str:
         """``https://host:port``: the ``instance_url`` (and login URL) clients use."""
-        host = f"[{self._host}]" if ":" in self._host else self._host
-        return f"https://{host}:{self.port}"
+        return self._https.url
 
     @property
     def ca_file(self) -> Path:
         """The PEM CA certificate a client must trust (deleted by :meth:`stop`)."""
-        if self._tls is None:
-            raise InvalidStateError("the Salesforce emulator is not running (call start())")
-        return self._tls.ca_file
+        return self._https.ca_file
 
     @property
     def session_id(self) -> str:

@@ -4,8 +4,7 @@ Thin on purpose: it reads the method, the raw path (percent-encoding intact, so 
 in an external id stays inside its segment), the query, the body and the ``Authorization``
 header into an :class:`~.api.ApiRequest`, lets :class:`~.api.SalesforceApi` answer, holds the
 answer for its ``delay`` (the ``slow`` fault) unless the server is closing, and writes it out
-with Salesforce's content type. :class:`PromptShutdownProtocol` lets the server stop at once
-while clients keep idle connections open.
+with Salesforce's content type.
 """
 
 from __future__ import annotations
@@ -18,42 +17,15 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
-from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from .api import ApiRequest, SalesforceApi
 
-__all__ = ["JSON_CONTENT_TYPE", "PromptShutdownProtocol", "create_app"]
+__all__ = ["JSON_CONTENT_TYPE", "create_app"]
 
 JSON_CONTENT_TYPE = "application/json;charset=UTF-8"
 """The content type of Salesforce's JSON answers."""
 
 _METHODS = ["GET", "POST", "PATCH", "PUT", "DELETE", "HEAD"]
-
-
-class PromptShutdownProtocol(H11Protocol):
-    """uvicorn's HTTP/1.1 protocol, dropping idle connections at once when the server stops.
-
-    A TLS close waits for the client's ``close_notify``, which a client idling in a connection
-    pool (requests keeps connections alive) never sends; uvicorn's graceful shutdown would then
-    wait out its whole timeout for connections that have nothing left to say.
-    """
-
-    _stopping = False
-
-    def shutdown(self) -> None:
-        """Begin the graceful shutdown; an idle connection is aborted instead of closed."""
-        self._stopping = True
-        idle = self.cycle is None or self.cycle.response_complete
-        super().shutdown()
-        if idle:
-            self.transport.abort()
-
-    def on_response_complete(self) -> None:
-        """After the last answer of a stopping server, drop the connection the same way."""
-        super().on_response_complete()
-        if self._stopping and self.transport.is_closing():
-            # The answer went out with the close; waiting for the client's goodbye adds nothing.
-            self.transport.abort()
 
 
 def create_app(api: SalesforceApi, closing: asyncio.Event | None = None) -> Starlette:

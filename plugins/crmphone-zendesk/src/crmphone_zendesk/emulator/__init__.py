@@ -33,11 +33,9 @@ from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import Self
 
-from uvicorn.protocols.http.h11_impl import H11Protocol
-
-from crmphone._serving import LocalTls, ServedApp
+from crmphone._serving import ServedHttps
 from crmphone.errors import InvalidStateError
 
 from .api import ApiAnswer, ApiRequest, ZendeskApi
@@ -84,22 +82,6 @@ __all__ = [
 ]
 
 
-class _PromptClosingH11Protocol(H11Protocol):
-    """uvicorn's HTTP/1.1 protocol, dropping idle keep-alive connections at once on shutdown.
-
-    A graceful TLS close waits for the client's ``close_notify``, which a client holding the
-    connection idle in its pool (requests, zenpy) never sends: the server would wait out its
-    shutdown timeout and leave the transport unclosed. An idle connection has nothing to lose.
-    """
-
-    def shutdown(self) -> None:
-        """Abort the connection when idle; otherwise finish the response, then close."""
-        if self.cycle is None or self.cycle.response_complete:
-            self.transport.abort()
-        else:
-            super().shutdown()
-
-
 class ZendeskEmulator:
     """The emulated Zendesk account served over HTTPS: :meth:`start` (or ``async with``), read
     :attr:`url` and :attr:`ca_file`, drive :attr:`model`, :meth:`stop`.
@@ -133,12 +115,10 @@ class ZendeskEmulator:
             wall=wall,
         )
         self.api = ZendeskApi(self.model)
-        self._tls: LocalTls | None = None
-        self._served: ServedApp | None = None
-        self._host: str | None = None
+        self._https = ServedHttps("the Zendesk emulator", "zendesk-emulator")
 
     def __repr__(self) -> str:
-        where = self.url if self._served is not None else "stopped"
+        where = self.url if self.running else "stopped"
         return f"<ZendeskEmulator {where}>"
 
     # ------------------------------------------------------------------ lifecycle
@@ -148,36 +128,11 @@ class ZendeskEmulator:
 
         TransportError when the address cannot be bound; InvalidStateError when running.
         """
-        if self._served is not None:
-            raise InvalidStateError("the Zendesk emulator is already running")
-        tls = LocalTls()
-        options: dict[str, Any] = dict(tls.uvicorn_options())
-        try:
-            self._served = await ServedApp.start(
-                create_app(self.api),
-                host=host,
-                port=port,
-                name="zendesk-emulator",
-                what="the Zendesk emulator",
-                hint="pick another port, or 0 for any free one",
-                http=_PromptClosingH11Protocol,
-                **options,
-            )
-        except BaseException:
-            tls.close()
-            raise
-        self._tls, self._host = tls, host
+        await self._https.start(create_app(self.api), host=host, port=port)
 
     async def stop(self) -> None:
         """Stop serving and delete the certificate files; a no-op when not running."""
-        served, tls = self._served, self._tls
-        self._served = self._tls = None
-        try:
-            if served is not None:
-                await served.stop()
-        finally:
-            if tls is not None:
-                tls.close()
+        await self._https.stop()
 
     async def __aenter__(self) -> Self:
         await self.start()
@@ -196,33 +151,27 @@ class ZendeskEmulator:
     @property
     def running(self) -> bool:
         """Whether the server is serving."""
-        return self._served is not None
+        return self._https.running
 
     @property
     def host(self) -> str:
         """The address the server is bound to."""
-        self._need_running()
-        assert self._host is not None
-        return self._host
+        return self._https.host
 
     @property
     def port(self) -> int:
         """The bound TCP port."""
-        served = self._need_running()
-        return served.port
+        return self._https.port
 
     @property
     def url(self) -> str:
         """``https://host:port``: the base URL a client uses (the API is under ``/api/v2``)."""
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"https://{host}:{self.port}"
+        return self._https.url
 
     @property
     def ca_file(self) -> Path:
         """The PEM CA certificate a client must trust (deleted by :meth:`stop`)."""
-        self._need_running()
-        assert self._tls is not None
-        return self._tls.ca_file
+        return self._https.ca_file
 
     @property
     def subdomain(self) -> str:
@@ -253,13 +202,8 @@ class ZendeskEmulator:
 
     def _need_ipv4_loopback(self) -> None:
         # zenpy joins "{subdomain}.{domain}": only a dotted address splits that way.
-        if self.host != "127.0.0.1":
+        if self.running and self.host != "127.0.0.1":
             raise InvalidStateError(
                 "subdomain/domain only address an emulator on 127.0.0.1; "
                 "for another host set ZENPY_FORCE_NETLOC to host:port"
             )
-
-    def _need_running(self) -> ServedApp:
-        if self._served is None:
-            raise InvalidStateError("the Zendesk emulator is not running (start it first)")
-        return self._served
