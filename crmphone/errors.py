@@ -14,7 +14,9 @@ of something we talk to (the platform, a CRM, the network).
     ├── UsageError                  local misuse: fix the code or the configuration
     │   ├── ConfigError             a setting is missing or invalid (names the key)
     │   │   └── PluginError             an adapter plugin is missing, not allowed, or broken
-    │   └── InvalidStateError       an operation is illegal in the current state
+    │   ├── InvalidStateError       an operation is illegal in the current state
+    │   ├── bridge.CommandError     a page's command is malformed or refused (has a stable code)
+    │   └── bridge.UnauthenticatedError  a page did not prove it holds the bridge token
     └── RemoteError                 a peer or the network failed
         ├── TransportError          no HTTP answer: connection refused, reset, timed out, TLS
         ├── PlatformError           the platform answered with an error status

@@ -1,0 +1,105 @@
+"""The bridge: a local web server that CRM-embedded pages talk to.
+
+Pages (the Salesforce Open CTI softphone, the Zendesk app, the dashboard) load from it, open its
+WebSocket, authenticate with the install's token in their first frame, then receive events
+(calls, the phone's persistent connection and microphone, presence, screen pops) and send
+commands (answer, hang up, mute, hold, dial, stop the persistent connection).
+
+* :mod:`crmphone.bridge.protocol` — the wire format (sans-I/O): :func:`parse_command`,
+  :func:`event_message`, :func:`pop_message`, the command values, :class:`CommandError`.
+* :mod:`crmphone.bridge.security` — the token, allowed origins, the pages' CSP, the hello decision.
+* :mod:`crmphone.bridge.server` — :class:`BridgeServer` on uvicorn, given a :class:`CommandHandler`.
+
+The bridge knows nothing of the phone or the platform: the connector hands it a
+:class:`CommandHandler` that carries commands out, and publishes events to it.
+"""
+
+from crmphone.bridge.protocol import (
+    COMMANDS,
+    MAX_FRAME_BYTES,
+    PROTOCOL,
+    Answer,
+    Command,
+    CommandError,
+    CommandId,
+    CommandRequest,
+    Dial,
+    ErrorCode,
+    Hangup,
+    Hello,
+    Hold,
+    Mute,
+    StopPersistent,
+    encode,
+    error_message,
+    event_message,
+    parse_command,
+    parse_hello,
+    pop_message,
+    result_message,
+    welcome_message,
+)
+from crmphone.bridge.security import (
+    CLOSE_UNAUTHENTICATED,
+    DEFAULT_ALLOWED_ORIGINS,
+    BridgeToken,
+    OriginPattern,
+    OriginPolicy,
+    UnauthenticatedError,
+    authenticate,
+    content_security_policy,
+)
+from crmphone.bridge.server import (
+    CLOSE_GOING_AWAY,
+    CLOSE_TOO_SLOW,
+    HEALTH_PATH,
+    WEBSOCKET_PATH,
+    BridgeServer,
+    BridgeSettings,
+    BridgeStats,
+    CommandHandler,
+    ConnectedClient,
+)
+
+__all__ = [
+    "CLOSE_GOING_AWAY",
+    "CLOSE_TOO_SLOW",
+    "CLOSE_UNAUTHENTICATED",
+    "COMMANDS",
+    "DEFAULT_ALLOWED_ORIGINS",
+    "HEALTH_PATH",
+    "MAX_FRAME_BYTES",
+    "PROTOCOL",
+    "WEBSOCKET_PATH",
+    "Answer",
+    "BridgeServer",
+    "BridgeSettings",
+    "BridgeStats",
+    "BridgeToken",
+    "Command",
+    "CommandError",
+    "CommandHandler",
+    "CommandId",
+    "CommandRequest",
+    "ConnectedClient",
+    "Dial",
+    "ErrorCode",
+    "Hangup",
+    "Hello",
+    "Hold",
+    "Mute",
+    "OriginPattern",
+    "OriginPolicy",
+    "StopPersistent",
+    "UnauthenticatedError",
+    "authenticate",
+    "content_security_policy",
+    "encode",
+    "error_message",
+    "event_message",
+    "parse_command",
+    "parse_hello",
+    "pop_message",
+    "result_message",
+    "welcome_message",
+]
