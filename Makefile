@@ -19,6 +19,14 @@ $(STAMP): pyproject.toml examples/webhook-adapter/pyproject.toml $(PLUGINS:%=%/p
 		$(PLUGINS:%=-e %)
 	@touch $(STAMP)
 
+# The page tests drive Debian's Chromium (Playwright with executable_path); installed when missing.
+CHROMIUM := /usr/bin/chromium
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+$(CHROMIUM):
+	$(SUDO) apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium >/dev/null
+
 demo: $(STAMP)
 	$(BIN)/crmphone demo
 
@@ -34,7 +42,7 @@ format: $(STAMP)
 docs: $(STAMP)
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet --site-dir site
 
-test: lint docs
+test: lint docs $(CHROMIUM)
 	$(BIN)/pytest
 
 bench: $(STAMP)

@@ -28,7 +28,7 @@ from crmphone.errors import (
 from crmphone.events import CallDirection, HungUpBy
 from crmphone_webhook import EVENT, WebhookAdapter, WebhookOptions
 
-SECRET = "Bearer s3cret-token-9f2c"  # noqa: S105 - a known value to look for in logs
+SECRET = "Bearer s3cret-token-9f2c"
 
 START = datetime(2026, 5, 1, 9, 30, tzinfo=UTC)
 
