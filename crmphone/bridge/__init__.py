@@ -12,7 +12,13 @@ commands (answer, hang up, mute, hold, dial, stop the persistent connection).
 
 The bridge knows nothing of the phone or the platform: the connector hands it a
 :class:`CommandHandler` that carries commands out, and publishes events to it.
+
+:data:`BRIDGE_PAGE_SCRIPTS` are the browser side every page loads: ``crmphone-bridge.js`` (the
+protocol: token from the URL fragment, hello, reconnects, commands) and ``crmphone-phone.js`` (the
+phone panel, with hooks for the CRM's own glue).
 """
+
+from pathlib import Path
 
 from crmphone.bridge.protocol import (
     COMMANDS,
@@ -61,7 +67,12 @@ from crmphone.bridge.server import (
     ConnectedClient,
 )
 
+_STATIC = Path(__file__).resolve().parent / "static"
+#: The scripts every page loads beside its own (serve them next to the page).
+BRIDGE_PAGE_SCRIPTS = (_STATIC / "crmphone-bridge.js", _STATIC / "crmphone-phone.js")
+
 __all__ = [
+    "BRIDGE_PAGE_SCRIPTS",
     "CLOSE_GOING_AWAY",
     "CLOSE_TOO_SLOW",
     "CLOSE_UNAUTHENTICATED",

@@ -19,6 +19,7 @@ from playwright.async_api import Browser, Page, async_playwright
 
 from crmphone.adapters import CallerMatch, CrmRecord
 from crmphone.bridge import (
+    BRIDGE_PAGE_SCRIPTS,
     Answer,
     BridgeServer,
     BridgeSettings,
@@ -81,6 +82,8 @@ async def bridge() -> AsyncIterator[tuple[BridgeServer, RecordingHandler, Bridge
     token = BridgeToken.generate()
     handler = RecordingHandler()
     pages = {f"/salesforce/{p.name}": p for p in PAGE.iterdir() if p.is_file()}
+    for script in BRIDGE_PAGE_SCRIPTS:
+        pages[f"/salesforce/{script.name}"] = script
     settings = BridgeSettings(token=token, pages=pages)
     async with BridgeServer(settings, handler) as server:
         yield server, handler, token

@@ -1,0 +1,1 @@
+../../../../crmphone/bridge/static/crmphone-bridge.js
