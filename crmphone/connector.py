@@ -23,12 +23,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Collection
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from datetime import datetime, timedelta
+from typing import Any
 
 import attrs
 
 from crmphone.adapters import CrmRecord, Outbox
+from crmphone.bridge import Command, CommandError, ConnectedClient, Dial, ErrorCode
 from crmphone.calls import CallTracker
 from crmphone.clock import Clock, SystemClock
 from crmphone.errors import ConfigError, NotFoundError, PlatformError
@@ -43,7 +45,7 @@ from crmphone.notifications import (
 from crmphone.platform import CallConversation, PlatformClient
 from crmphone.presence import PresenceTracker, presence_topics
 
-__all__ = ["AdapterCommands", "Connector", "ConnectorStats", "Dialer"]
+__all__ = ["AdapterCommands", "BridgeCommands", "Connector", "ConnectorStats", "Dialer"]
 
 logger = logging.getLogger(__name__)
 
@@ -333,4 +335,40 @@ class AdapterCommands:
             raise ConfigError("the connector is not running yet", key="adapters")
         return await self.connector.dial(
             number, agent_id=agent_id, record=record, adapter=self.adapter
+        )
+
+
+class BridgeCommands:
+    """The :class:`~crmphone.bridge.CommandHandler` the connector gives the bridge: a page's
+    click-to-dial goes through :meth:`Connector.dial`, so the call's log links to the record the
+    page sent, in the adapter that page belongs to.
+
+    ``agent_id`` is the agent whose phone dials when the page does not say; ``adapters`` maps a
+    page's kind (its hello's ``client``: ``salesforce``, ``zendesk``) to the adapter instance
+    whose log the record belongs in (default: the same name). Commands that need the agent's
+    phone in this process (answer, hang up, mute, hold, stopping the persistent connection) are
+    refused as ``unavailable`` until a phone is attached.
+    """
+
+    def __init__(
+        self, connector: Connector, *, agent_id: str, adapters: Mapping[str, str] | None = None
+    ) -> None:
+        self.connector = connector
+        self.agent_id = agent_id
+        self.adapters = dict(adapters or {})
+
+    async def handle(self, command: Command, client: ConnectedClient) -> Mapping[str, Any]:
+        """Carry out ``command`` from the page ``client``."""
+        if isinstance(command, Dial):
+            adapter = self.adapters.get(client.kind, client.kind)
+            conversation_id = await self.connector.dial(
+                command.number,
+                agent_id=command.agent_id or self.agent_id,
+                record=command.record,
+                adapter=adapter,
+            )
+            return {"conversation_id": conversation_id}
+        raise CommandError(
+            ErrorCode.UNAVAILABLE,
+            f"{type(command).__name__.lower()} needs the agent's phone in this crmphone process",
         )

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from crmphone.adapters import CrmRecord, LogStage
 from crmphone.config import ConnectorConfig, parse_config
@@ -320,3 +321,33 @@ async def test_presence_can_be_left_unfollowed(sandbox: SandboxServer, tmp_path:
     config = connector_config(sandbox, tmp_path, extra="[agents]\npresence = false\n")
     await run_until(config, adapter, scenario)
     assert adapter.of("on_presence_event") == []
+
+
+async def test_bridge_commands_dial_through_the_connector_and_refuse_phone_commands() -> None:
+    """A page's dial goes to Connector.dial with its record and the page's adapter; commands
+    that need the phone are refused as unavailable."""
+    from datetime import UTC, datetime
+
+    from crmphone.bridge import Answer, CommandError, ConnectedClient, Dial
+    from crmphone.connector import BridgeCommands
+
+    dialled: list[tuple[str, str, Any, str]] = []
+
+    class FakeConnector:
+        async def dial(self, number: str, *, agent_id: str, record: Any, adapter: str) -> str:
+            dialled.append((number, agent_id, record, adapter))
+            return "conv-9"
+
+    commands = BridgeCommands(
+        FakeConnector(),  # type: ignore[arg-type]
+        agent_id="agent-1",
+        adapters={"salesforce": "sf-eu"},
+    )
+    page = ConnectedClient(id="c1", kind="salesforce", origin=None, connected_at=datetime.now(UTC))
+    record = CrmRecord("Account", "001A", "Acme")
+    result = await commands.handle(Dial("+15550100001", record=record), page)
+    assert result == {"conversation_id": "conv-9"}
+    assert dialled == [("+15550100001", "agent-1", record, "sf-eu")]
+    with pytest.raises(CommandError) as refused:
+        await commands.handle(Answer("conv-9"), page)
+    assert refused.value.code == "unavailable"
