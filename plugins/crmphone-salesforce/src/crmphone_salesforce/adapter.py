@@ -150,7 +150,11 @@ class SalesforceAdapter(Adapter):
     # ------------------------------------------------------------------ logging
 
     async def log_call(self, log: CallLog) -> None:
-        """Upsert the call's Task by the external id field (one record per call)."""
+        """Upsert the call's Task by the external id field (one record per call); with a
+        ``call_object``, through the custom object keyed by the call instead."""
+        if self.settings.call_object:
+            await self._log_through_call_object(log)
+            return
         fields = task_fields(log, self.settings)
         path = f"{self.settings.external_id_field}/{quote(log.key, safe='')}"
         what = f"logging call {log.conversation_id}"
@@ -170,7 +174,21 @@ class SalesforceAdapter(Adapter):
         self._note_usage()
 
     async def log_calls(self, logs: Sequence[CallLog]) -> Sequence[Exception | None]:
-        """Upsert several calls' Tasks in one sObject Collections request; each result is read."""
+        """Upsert several calls' Tasks in one sObject Collections request; each result is read.
+
+        With a ``call_object`` each log is written on its own (a Task without an external id
+        cannot be upserted in bulk).
+        """
+        if self.settings.call_object:
+            outcomes: list[Exception | None] = []
+            for log in logs:
+                try:
+                    await self._log_through_call_object(log)
+                except (CrmRetryableError, CrmPermanentError) as exc:
+                    outcomes.append(exc)
+                else:
+                    outcomes.append(None)
+            return outcomes
         records = [task_fields(log, self.settings) for log in logs]
         outcomes = await self._upsert_collection(logs, records)
         # Tasks that already existed refuse the insert-only field: send those again without it.
@@ -182,6 +200,56 @@ class SalesforceAdapter(Adapter):
             for index, outcome in zip(again, retried, strict=True):
                 outcomes[index] = outcome
         return outcomes
+
+    async def _log_through_call_object(self, log: CallLog) -> None:
+        """Where Task carries no external id: find the call's Task (memory, then an exact SOQL
+        match on ``CallObject`` — immediate, unlike search), update or create it, and upsert the
+        custom call object keyed by the call, pointing at the Task.
+
+        One write of a call is in flight at a time (the outbox's per-call order), so
+        find-or-create cannot race itself; a create whose answer was lost is found by the next
+        attempt's query.
+        """
+        settings = self.settings
+        memory_key = f"task:{log.key}"
+        what = f"logging call {log.conversation_id}"
+        task_id = await self.context.memory.get(memory_key)
+        if task_id is None:
+            key = soql_quote(log.key)  # a quoted literal is all that varies
+            query = f"SELECT Id FROM Task WHERE CallObject = {key} LIMIT 2"  # noqa: S608
+            found = await self.context.run_sync(self.client.call, what, lambda sf: sf.query(query))
+            rows = found.get("records", []) if isinstance(found, Mapping) else []
+            task_id = str(rows[0]["Id"]) if rows else None
+        fields = task_fields(log, settings)
+        if task_id is None:
+            created = await self.context.run_sync(
+                self.client.call, what, lambda sf: sf.Task.create(fields)
+            )
+            task_id = str(created["id"])
+        else:
+            known = task_id
+            await self.context.run_sync(
+                self.client.call,
+                what,
+                lambda sf: sf.Task.update(known, without_insert_only(fields)),
+            )
+        await self.context.memory.set(memory_key, task_id)
+        call_fields: dict[str, Any] = {
+            settings.call_object_task: task_id,
+            "Direction__c": fields["CallType"],
+        }
+        if log.crm_user_id:
+            call_fields["Agent__c"] = log.crm_user_id
+        if log.completed:
+            call_fields["Duration__c"] = int(log.duration_seconds)
+        path = f"{settings.call_object_key}/{quote(log.key, safe='')}"
+        sobject = str(settings.call_object)
+        await self.context.run_sync(
+            self.client.call,
+            what,
+            lambda sf: getattr(sf, sobject).upsert(path, call_fields),
+        )
+        self._note_usage()
 
     async def _upsert_collection(
         self, logs: Sequence[CallLog], fields: Sequence[dict[str, Any]]

@@ -15,6 +15,8 @@
     ca_file = "/etc/ssl/private-ca.pem"   # optional: trust a private CA (never turns checks off)
     timeout = 10.0                        # seconds per request
     external_id_field = "CTI_Call_Id__c"  # an External ID (unique) field on Task
+    # ... or, where Task cannot carry an External ID: a custom object keyed by the call
+    # call_object = "CTI_Call__c"         # with call_object_key (External ID) and call_object_task
     status_in_progress = "In Progress"
     status_completed = "Completed"
     lookup = "sosl"                       # or "soql" (exact match on Phone), or "none"
@@ -103,6 +105,9 @@ class SalesforceSettings:
     ca_file: str | None = None
     timeout: float = 10.0
     external_id_field: str = "CTI_Call_Id__c"
+    call_object: str | None = None
+    call_object_key: str = "Call_Id__c"
+    call_object_task: str = "Task_Id__c"
     status_in_progress: str = "In Progress"
     status_completed: str = "Completed"
     lookup: LookupKind = LookupKind.SOSL
@@ -136,6 +141,9 @@ class SalesforceSettings:
             "ca_file": reader.file("ca_file"),
             "timeout": reader.positive("timeout", base_timeout),
             "external_id_field": reader.field_name("external_id_field", "CTI_Call_Id__c"),
+            "call_object": reader.optional_field_name("call_object"),
+            "call_object_key": reader.field_name("call_object_key", "Call_Id__c"),
+            "call_object_task": reader.field_name("call_object_task", "Task_Id__c"),
             "status_in_progress": reader.text("status_in_progress", "In Progress"),
             "status_completed": reader.text("status_completed", "Completed"),
             "lookup": reader.choice("lookup", LookupKind, LookupKind.SOSL),
@@ -177,6 +185,9 @@ class _Reader:
         "ca_file",
         "timeout",
         "external_id_field",
+        "call_object",
+        "call_object_key",
+        "call_object_task",
         "status_in_progress",
         "status_completed",
         "lookup",
@@ -275,6 +286,11 @@ class _Reader:
                 key=self.key(name),
             )
         return value
+
+    def optional_field_name(self, name: str) -> str | None:
+        if self.options.get(name) is None:
+            return None
+        return self.field_name(name, "")
 
     def file(self, name: str) -> str | None:
         value = self.options.get(name)

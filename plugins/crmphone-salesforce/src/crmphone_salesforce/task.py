@@ -80,7 +80,9 @@ def task_fields(log: CallLog, settings: SalesforceSettings) -> dict[str, Any]:
         "Subject": _subject(log),
         "Type": "Call",
         "CallType": "Outbound" if log.direction is CallDirection.OUTBOUND else "Inbound",
-        "CallObject": log.conversation_id,
+        # With a call object keying the call, the Task is found by CallObject: make it unique
+        # per agent leg (the log's key) rather than per conversation.
+        "CallObject": log.key if settings.call_object else log.conversation_id,
         "ActivityDate": log.alerting_at.date().isoformat(),
         "Status": settings.status_completed if log.completed else settings.status_in_progress,
     }
