@@ -141,6 +141,13 @@ async def run_fault(
         if asyncio.iscoroutine(result):
             await result
         await asyncio.sleep(settle)
+        if not lossless:
+            # Recovery takes what the fault dictates (Retry-After, backoff): publish on until
+            # the stream has reported its resync, then a little longer, on a loaded machine too.
+            async with asyncio.timeout(15):
+                while not any(r.gap_started is not None for r in resyncs):
+                    await asyncio.sleep(0.05)
+            await asyncio.sleep(0.5)
         await publisher.stop()
         emitted = emitted_sequence(sandbox, topic)
         if lossless:
