@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.async_api import async_playwright
 
 from crmphone.bridge import BRIDGE_PAGE_SCRIPTS, BridgeServer, BridgeSettings, BridgeToken
 from crmphone.config import parse_config
@@ -25,10 +24,10 @@ from crmphone.testing import (
     fast_sandbox_config,
     sign_in_sandbox_agent,
 )
+from crmphone.testing.pages import chromium
 from crmphone_salesforce.emulator import SalesforceEmulator
 
 PAGE = Path(__file__).resolve().parents[1] / "page"
-CHROMIUM = "/usr/bin/chromium"
 STANDIN = """
 window.__opencti = [];
 window.sforce = { opencti: {
@@ -110,8 +109,7 @@ max_delay = 0.2
         try:
             handler = BridgeCommands(connector, agent_id=agent)
             settings = BridgeSettings(token=token, pages=pages)
-            async with BridgeServer(settings, handler) as bridge, async_playwright() as pw:
-                browser = await pw.chromium.launch(executable_path=CHROMIUM, headless=True)
+            async with BridgeServer(settings, handler) as bridge, chromium() as browser:
                 page = await browser.new_page()
                 await page.add_init_script(STANDIN)
                 await page.goto(f"{bridge.url}/salesforce/softphone.html#token={token.reveal()}")
@@ -132,7 +130,6 @@ max_delay = 0.2
                             and task.get("Status") == "Completed"
                         )
                         await asyncio.sleep(0.05)
-                await browser.close()
         finally:
             stop.set()
 

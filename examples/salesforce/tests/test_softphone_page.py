@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.async_api import Browser, Page, async_playwright
+from playwright.async_api import Browser, Page
 
 from crmphone.adapters import CallerMatch, CrmRecord
 from crmphone.bridge import (
@@ -24,15 +24,13 @@ from crmphone.bridge import (
     BridgeServer,
     BridgeSettings,
     BridgeToken,
-    Command,
-    ConnectedClient,
     Dial,
 )
 from crmphone.bridge.protocol import event_message, pop_message
 from crmphone.events import CallAlerting, CallDirection, ConnectionState, ConnectionStateChanged
+from crmphone.testing.pages import RecordingCommandHandler, chromium
 
 PAGE = Path(__file__).resolve().parents[1] / "page"
-CHROMIUM = "/usr/bin/chromium"
 HTML_NAME = "<img src=x onerror=alert(1)> Mallory"
 
 # A stand-in for sforce.opencti: records each call, answers each callback with success, and
@@ -54,33 +52,11 @@ window.sforce = { opencti: {
 """
 
 
-class RecordingHandler:
-    """Takes the page's commands, as the connector would; a dial answers a conversation id."""
-
-    def __init__(self) -> None:
-        self.commands: list[Command] = []
-        self.arrived = asyncio.Event()
-
-    async def handle(self, command: Command, client: ConnectedClient) -> Mapping[str, Any]:
-        self.commands.append(command)
-        self.arrived.set()
-        if isinstance(command, Dial):
-            return {"conversation_id": "conv-dialled-1"}
-        return {}
-
-    async def next(self) -> Command:
-        async with asyncio.timeout(10):
-            while not self.commands:
-                self.arrived.clear()
-                await self.arrived.wait()
-        return self.commands.pop(0)
-
-
 @pytest.fixture
-async def bridge() -> AsyncIterator[tuple[BridgeServer, RecordingHandler, BridgeToken]]:
+async def bridge() -> AsyncIterator[tuple[BridgeServer, RecordingCommandHandler, BridgeToken]]:
     """A bridge on loopback serving the softphone page."""
     token = BridgeToken.generate()
-    handler = RecordingHandler()
+    handler = RecordingCommandHandler()
     pages = {f"/salesforce/{p.name}": p for p in PAGE.iterdir() if p.is_file()}
     for script in BRIDGE_PAGE_SCRIPTS:
         pages[f"/salesforce/{script.name}"] = script
@@ -92,12 +68,8 @@ async def bridge() -> AsyncIterator[tuple[BridgeServer, RecordingHandler, Bridge
 @pytest.fixture
 async def browser() -> AsyncIterator[Browser]:
     """Debian's Chromium, headless, driven by Playwright."""
-    async with async_playwright() as playwright:
-        launched = await playwright.chromium.launch(executable_path=CHROMIUM, headless=True)
-        try:
-            yield launched
-        finally:
-            await launched.close()
+    async with chromium() as launched:
+        yield launched
 
 
 async def open_page(browser: Browser, url: str) -> Page:
@@ -138,7 +110,7 @@ def alerting(conversation_id: str, caller_name: str) -> CallAlerting:
 
 
 async def test_a_ringing_call_opens_the_panel_pops_the_record_and_shows_names_as_text(
-    bridge: tuple[BridgeServer, RecordingHandler, BridgeToken], browser: Browser
+    bridge: tuple[BridgeServer, RecordingCommandHandler, BridgeToken], browser: Browser
 ) -> None:
     """Ring → panel visible, the one matching record popped, the caller's name shown as text
     (the HTML in it never becomes markup); the token leaves the address bar."""
@@ -172,7 +144,7 @@ async def test_a_ringing_call_opens_the_panel_pops_the_record_and_shows_names_as
 
 
 async def test_many_or_no_matches_pop_a_search_or_a_new_contact(
-    bridge: tuple[BridgeServer, RecordingHandler, BridgeToken], browser: Browser
+    bridge: tuple[BridgeServer, RecordingCommandHandler, BridgeToken], browser: Browser
 ) -> None:
     """Several records → a search page for the number; none → a new Contact with Phone filled."""
     server, _, token = bridge
@@ -194,7 +166,7 @@ async def test_many_or_no_matches_pop_a_search_or_a_new_contact(
 
 
 async def test_click_to_dial_sends_the_number_and_the_record_it_came_from(
-    bridge: tuple[BridgeServer, RecordingHandler, BridgeToken], browser: Browser
+    bridge: tuple[BridgeServer, RecordingCommandHandler, BridgeToken], browser: Browser
 ) -> None:
     """A number clicked on an Account dials with that Account, so the call's log links to it."""
     server, handler, token = bridge
@@ -216,7 +188,7 @@ async def test_click_to_dial_sends_the_number_and_the_record_it_came_from(
 
 
 async def test_the_persistent_connection_indicator_follows_the_phone(
-    bridge: tuple[BridgeServer, RecordingHandler, BridgeToken], browser: Browser
+    bridge: tuple[BridgeServer, RecordingCommandHandler, BridgeToken], browser: Browser
 ) -> None:
     """PERSISTED → the utility bar's icon and the page's badge say the connection is active."""
     server, _, token = bridge
@@ -239,7 +211,7 @@ async def test_the_persistent_connection_indicator_follows_the_phone(
 
 
 async def test_a_wrong_token_asks_for_the_right_one(
-    bridge: tuple[BridgeServer, RecordingHandler, BridgeToken], browser: Browser
+    bridge: tuple[BridgeServer, RecordingCommandHandler, BridgeToken], browser: Browser
 ) -> None:
     """The bridge refuses a wrong token; the page says so and shows the token form."""
     server, _, _ = bridge

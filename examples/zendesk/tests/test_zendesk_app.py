@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.async_api import Browser, Page, async_playwright
+from playwright.async_api import Browser, Page
 
 from crmphone.adapters import CallerMatch, CrmRecord
 from crmphone.bridge import (
@@ -23,8 +23,6 @@ from crmphone.bridge import (
     BridgeServer,
     BridgeSettings,
     BridgeToken,
-    Command,
-    ConnectedClient,
     Dial,
 )
 from crmphone.bridge.protocol import event_message, pop_message
@@ -34,9 +32,9 @@ from crmphone.events import (
     MicrophoneLive,
     PersistentConnectionUp,
 )
+from crmphone.testing.pages import RecordingCommandHandler, chromium
 
 APP = Path(__file__).resolve().parents[1] / "app"
-CHROMIUM = "/usr/bin/chromium"
 HTML_NAME = "<img src=x onerror=alert(1)> Mallory"
 
 
@@ -55,31 +53,11 @@ window.ZAFClient = {{ init: function () {{ return {{
 """
 
 
-class RecordingHandler:
-    """Takes the app's commands, as the connector would."""
-
-    def __init__(self) -> None:
-        self.commands: list[Command] = []
-        self.arrived = asyncio.Event()
-
-    async def handle(self, command: Command, client: ConnectedClient) -> Mapping[str, Any]:
-        self.commands.append(command)
-        self.arrived.set()
-        return {"conversation_id": "conv-dialled-1"} if isinstance(command, Dial) else {}
-
-    async def next(self) -> Command:
-        async with asyncio.timeout(10):
-            while not self.commands:
-                self.arrived.clear()
-                await self.arrived.wait()
-        return self.commands.pop(0)
-
-
 @pytest.fixture
-async def bridge() -> AsyncIterator[tuple[BridgeServer, RecordingHandler, BridgeToken]]:
+async def bridge() -> AsyncIterator[tuple[BridgeServer, RecordingCommandHandler, BridgeToken]]:
     """A bridge on loopback serving the app's files (links resolved, as a package would)."""
     token = BridgeToken.generate()
-    handler = RecordingHandler()
+    handler = RecordingCommandHandler()
     assets = APP / "assets"
     pages = {f"/zendesk/{p.name}": p.resolve() for p in assets.iterdir()}
     async with BridgeServer(BridgeSettings(token=token, pages=pages), handler) as server:
@@ -89,12 +67,8 @@ async def bridge() -> AsyncIterator[tuple[BridgeServer, RecordingHandler, Bridge
 @pytest.fixture
 async def browser() -> AsyncIterator[Browser]:
     """Debian's Chromium, headless, driven by Playwright."""
-    async with async_playwright() as playwright:
-        launched = await playwright.chromium.launch(executable_path=CHROMIUM, headless=True)
-        try:
-            yield launched
-        finally:
-            await launched.close()
+    async with chromium() as launched:
+        yield launched
 
 
 async def open_app(browser: Browser, server: BridgeServer, token: str) -> tuple[Page, list[str]]:
@@ -130,7 +104,7 @@ def test_the_manifest_names_a_top_bar_location_and_the_bridge_settings() -> None
 
 
 async def test_a_ringing_call_opens_the_popover_and_routes_to_the_caller(
-    bridge: tuple[BridgeServer, RecordingHandler, BridgeToken], browser: Browser
+    bridge: tuple[BridgeServer, RecordingCommandHandler, BridgeToken], browser: Browser
 ) -> None:
     """Ring → the popover shows, the one matching user is routed to, the name shown as text."""
     server, handler, token = bridge
@@ -165,7 +139,7 @@ async def test_a_ringing_call_opens_the_popover_and_routes_to_the_caller(
 
 
 async def test_several_matches_route_nowhere_and_a_ticket_pop_routes_to_the_ticket(
-    bridge: tuple[BridgeServer, RecordingHandler, BridgeToken], browser: Browser
+    bridge: tuple[BridgeServer, RecordingCommandHandler, BridgeToken], browser: Browser
 ) -> None:
     """An ambiguous pop routes nowhere; a ticket pop opens the ticket."""
     server, _, token = bridge
@@ -182,7 +156,7 @@ async def test_several_matches_route_nowhere_and_a_ticket_pop_routes_to_the_tick
 
 
 async def test_the_phone_shows_the_persistent_connection_and_microphone_and_dials(
-    bridge: tuple[BridgeServer, RecordingHandler, BridgeToken], browser: Browser
+    bridge: tuple[BridgeServer, RecordingCommandHandler, BridgeToken], browser: Browser
 ) -> None:
     """Connection up and microphone live show in the panel; the dial form sends a dial."""
     server, handler, token = bridge
@@ -207,7 +181,7 @@ async def test_the_phone_shows_the_persistent_connection_and_microphone_and_dial
 
 
 async def test_without_a_token_the_agent_is_asked_for_one(
-    bridge: tuple[BridgeServer, RecordingHandler, BridgeToken], browser: Browser
+    bridge: tuple[BridgeServer, RecordingCommandHandler, BridgeToken], browser: Browser
 ) -> None:
     """No token in the settings: the token form shows; pasting the right one connects."""
     server, _, token = bridge
