@@ -23,6 +23,7 @@ from crmphone.errors import InvalidStateError, TransportError
 
 __all__ = [
     "STARTUP_TIMEOUT",
+    "HttpsService",
     "LocalTls",
     "PromptShutdownProtocol",
     "ServedApp",
@@ -290,3 +291,58 @@ class ServedHttps:
         if self._tls is None:
             raise InvalidStateError(f"{self.what} is not running (call start())")
         return self._tls.ca_file
+
+
+class HttpsService:
+    """Base of a local HTTPS service (the CRM emulators): :meth:`start` / :meth:`stop` or
+    ``async with``, then :attr:`url` and :attr:`ca_file`. A subclass sets ``self._https`` (a
+    :class:`ServedHttps`) and implements :meth:`_app`."""
+
+    _https: ServedHttps
+
+    def _app(self) -> Any:
+        """The ASGI app to serve (made at each start)."""
+        raise NotImplementedError
+
+    async def start(self, host: str = "127.0.0.1", port: int = 0) -> Self:
+        """Serve on ``host:port`` (port 0: any free one); return once it accepts connections.
+
+        TransportError when the address cannot be bound; InvalidStateError when already running.
+        """
+        await self._https.start(self._app(), host=host, port=port)
+        return self
+
+    async def stop(self) -> None:
+        """Stop serving and delete the certificate files; a no-op when not running."""
+        await self._https.stop()
+
+    async def __aenter__(self) -> Self:
+        return await self.start()
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.stop()
+
+    @property
+    def running(self) -> bool:
+        """Whether it is serving."""
+        return self._https.running
+
+    @property
+    def host(self) -> str:
+        """The address served on."""
+        return self._https.host
+
+    @property
+    def port(self) -> int:
+        """The bound TCP port."""
+        return self._https.port
+
+    @property
+    def url(self) -> str:
+        """``https://host:port``: the base URL clients use."""
+        return self._https.url
+
+    @property
+    def ca_file(self) -> Path:
+        """The PEM CA certificate a client must trust (deleted by :meth:`stop`)."""
+        return self._https.ca_file

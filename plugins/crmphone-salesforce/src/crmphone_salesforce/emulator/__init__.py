@@ -36,7 +36,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
-from crmphone._serving import STARTUP_TIMEOUT, ServedHttps
+from crmphone._serving import STARTUP_TIMEOUT, HttpsService, ServedHttps
 from crmphone.errors import InvalidStateError, TransportError
 
 from .api import LIMIT_HEADER, ApiRequest, ApiResponse, SalesforceApi
@@ -103,7 +103,7 @@ SHUTDOWN_TIMEOUT = 2
 """Seconds open connections get to finish when the emulator stops."""
 
 
-class SalesforceEmulator:
+class SalesforceEmulator(HttpsService):
     """The emulated org served over HTTPS on loopback, on the running event loop.
 
     ``seed`` fixes the data and ids; ``settings`` the credentials, limits, versions, statuses and
@@ -130,62 +130,16 @@ class SalesforceEmulator:
         where = self.url if self.running else "not running"
         return f"<SalesforceEmulator seed={self.model.seed} {where}>"
 
-    # ------------------------------------------------------------------ lifecycle
-
-    async def start(self, host: str = "127.0.0.1", port: int = 0) -> Self:
-        """Serve on ``host:port`` (port 0: any free one); returns once it accepts connections.
-
-        TransportError when the address cannot be bound; InvalidStateError when already running.
-        """
-        closing = asyncio.Event()
-        await self._https.start(create_app(self.api, closing), host=host, port=port)
-        self._closing = closing
-        return self
+    def _app(self) -> Any:
+        self._closing = asyncio.Event()
+        return create_app(self.api, self._closing)
 
     async def stop(self) -> None:
         """Stop serving (answers held by ``slow`` leave at once) and delete the TLS files."""
         closing, self._closing = self._closing, None
         if closing is not None:
             closing.set()
-        await self._https.stop()
-
-    @property
-    def running(self) -> bool:
-        """Whether the server is serving."""
-        return self._https.running
-
-    async def __aenter__(self) -> Self:
-        return await self.start()
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        await self.stop()
-
-    # ------------------------------------------------------------------ where and how to connect
-
-    @property
-    def host(self) -> str:
-        """The address served on."""
-        return self._https.host
-
-    @property
-    def port(self) -> int:
-        """The bound TCP port."""
-        return self._https.port
-
-    @property
-    def url(self) -> str:
-        """``https://host:port``: the ``instance_url`` (and login URL) clients use."""
-        return self._https.url
-
-    @property
-    def ca_file(self) -> Path:
-        """The PEM CA certificate a client must trust (deleted by :meth:`stop`)."""
-        return self._https.ca_file
+        await super().stop()
 
     @property
     def session_id(self) -> str:

@@ -31,11 +31,9 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from datetime import datetime
-from pathlib import Path
-from types import TracebackType
-from typing import Self
+from typing import Any
 
-from crmphone._serving import ServedHttps
+from crmphone._serving import HttpsService, ServedHttps
 from crmphone.errors import InvalidStateError
 
 from .api import ApiAnswer, ApiRequest, ZendeskApi
@@ -82,7 +80,7 @@ __all__ = [
 ]
 
 
-class ZendeskEmulator:
+class ZendeskEmulator(HttpsService):
     """The emulated Zendesk account served over HTTPS: :meth:`start` (or ``async with``), read
     :attr:`url` and :attr:`ca_file`, drive :attr:`model`, :meth:`stop`.
 
@@ -121,57 +119,8 @@ class ZendeskEmulator:
         where = self.url if self.running else "stopped"
         return f"<ZendeskEmulator {where}>"
 
-    # ------------------------------------------------------------------ lifecycle
-
-    async def start(self, host: str = "127.0.0.1", port: int = 0) -> None:
-        """Serve HTTPS on ``host:port`` (0: a free port); returns once connections are accepted.
-
-        TransportError when the address cannot be bound; InvalidStateError when running.
-        """
-        await self._https.start(create_app(self.api), host=host, port=port)
-
-    async def stop(self) -> None:
-        """Stop serving and delete the certificate files; a no-op when not running."""
-        await self._https.stop()
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        await self.stop()
-
-    # ------------------------------------------------------------------ where and how
-
-    @property
-    def running(self) -> bool:
-        """Whether the server is serving."""
-        return self._https.running
-
-    @property
-    def host(self) -> str:
-        """The address the server is bound to."""
-        return self._https.host
-
-    @property
-    def port(self) -> int:
-        """The bound TCP port."""
-        return self._https.port
-
-    @property
-    def url(self) -> str:
-        """``https://host:port``: the base URL a client uses (the API is under ``/api/v2``)."""
-        return self._https.url
-
-    @property
-    def ca_file(self) -> Path:
-        """The PEM CA certificate a client must trust (deleted by :meth:`stop`)."""
-        return self._https.ca_file
+    def _app(self) -> Any:
+        return create_app(self.api)
 
     @property
     def subdomain(self) -> str:
