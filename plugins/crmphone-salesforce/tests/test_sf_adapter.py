@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator, Callable
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -414,7 +413,11 @@ def test_the_plugin_is_found_through_its_entry_point() -> None:
     assert load_adapter_class("salesforce") is SalesforceAdapter
 
 
-def test_html_in_a_name_is_kept_as_data() -> None:
-    """The seeded HTML-named caller exists for UI escaping tests (kept verbatim as data)."""
-    assert HTML_NAME_NUMBER.startswith("+1555")
-    assert datetime.now(UTC).year >= 2026
+async def test_html_in_a_name_is_kept_as_data(make_adapter: AdapterFactory) -> None:
+    """A caller whose name holds HTML is matched with that name verbatim (pages show it as
+    text; the adapter neither strips nor escapes it)."""
+    adapter = await make_adapter()
+    match = await adapter.lookup_caller(call_logs(HTML_NAME_NUMBER)[LogStage.CONNECTED])
+    assert match.primary is not None
+    assert match.primary.name is not None
+    assert "<img src=x onerror=alert(1)>" in match.primary.name
