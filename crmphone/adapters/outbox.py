@@ -133,7 +133,11 @@ class Outbox:
         self._writes: list[tuple[_Write, asyncio.Future[Any]]] = []
         self._write_ready = asyncio.Event()
         self._wake = {name: asyncio.Event() for name in self.adapters}
+        # Per adapter: the call (log key) each delivery in flight holds, the deliveries (one
+        # task may hold many calls: a batch), and which of them are batches.
         self._in_flight: dict[str, dict[str, asyncio.Task[None]]] = {n: {} for n in self.adapters}
+        self._running: dict[str, set[asyncio.Task[None]]] = {n: set() for n in self.adapters}
+        self._batches: dict[str, set[asyncio.Task[None]]] = {n: set() for n in self.adapters}
         # Per adapter, the status events not yet shown: one per (kind, agent), oldest first.
         self._status: dict[str, dict[tuple[str, str], StatusEvent]] = {
             name: {}
@@ -204,7 +208,7 @@ class Outbox:
         self._stopping = True
         for event in self._wake.values():
             event.set()
-        flights = [t for tasks in self._in_flight.values() for t in tasks.values()]
+        flights = [task for tasks in self._running.values() for task in tasks]
         if flights:
             _, pending = await asyncio.wait(flights, timeout=self.settings.drain_timeout)
             for task in pending:
@@ -362,22 +366,22 @@ class Outbox:
         while another is in flight (so a burst fills the next request instead of sending many).
         """
         wake = self._wake[name]
-        in_flight = self._in_flight[name]
+        in_flight, running = self._in_flight[name], self._running[name]
         kind = type(self.adapters[name])
         batch = max(1, int(kind.max_batch)) if kind.implements("log_calls") else 0
         limit = self.settings.concurrency
         while not self._stopping:
             wake.clear()
-            free = limit - len(set(in_flight.values()))
+            free = limit - len(running)
             launched = False
             if free > 0:
                 busy = set(in_flight)
                 items = await self._read(functools.partial(_due, name, free * max(batch, 1), busy))
                 launched = self._launch_due(name, items, free, batch)
-            if launched and limit - len(set(in_flight.values())) > 0:
+            if launched and len(running) < limit:
                 continue
             timeout: float | None = None
-            if len(set(in_flight.values())) < limit:
+            if len(running) < limit:
                 next_at = await self._read(lambda store: store.next_due_at(name))
                 timeout = _IDLE_POLL_SECONDS
                 if next_at is not None and not launched:
@@ -397,9 +401,7 @@ class Outbox:
                 continue
             self._launch(name, [item], self._deliver(name, item))
             free, launched = free - 1, True
-        batching_now = any(
-            task.get_name().startswith("crmphone-batch-") for task in self._in_flight[name].values()
-        )
+        batching_now = bool(self._batches[name])
         for start in range(0, len(logs), batch or 1):
             chunk = logs[start : start + batch]
             if free <= 0 or (len(chunk) < batch and batching_now):
@@ -418,10 +420,15 @@ class Outbox:
     ) -> None:
         label = "crmphone-batch-" if batch else "crmphone-deliver-"
         task = asyncio.get_running_loop().create_task(delivery, name=label + name)
+        self._running[name].add(task)
+        if batch:
+            self._batches[name].add(task)
         for item in items:
             self._in_flight[name][item.log_key] = task
 
         def landed(_: asyncio.Task[None]) -> None:
+            self._running[name].discard(task)
+            self._batches[name].discard(task)
             for item in items:
                 self._in_flight[name].pop(item.log_key, None)
             self._wake[name].set()
@@ -455,15 +462,18 @@ class Outbox:
                         f"log_calls answered {len(outcomes)} outcome(s) for {len(pairs)} log(s)"
                     )
         done = list(gone)
+        writes = []
         for index, (item, delivery) in enumerate(pairs):
             outcome = failure if failure is not None else outcomes[index]
             if outcome is None:
                 done.extend(delivery.ids)
                 self.stats.writes_done[name] += 1
             else:
-                await self._failed(name, item, delivery.ids, outcome)
+                writes.append(self._failed(name, item, delivery.ids, outcome))
+        # Together, so a failed batch of 200 shares one commit instead of 200 in a row.
         if done:
-            await self._write(lambda store: store.complete(done))
+            writes.append(self._write(lambda store: store.complete(done)))
+        await asyncio.gather(*writes)
 
     async def _deliver(self, name: str, item: WorkItem) -> None:
         adapter = self.adapters[name]
