@@ -16,8 +16,6 @@ crmphone error for the outbox to retry or dead-letter — this adapter never sle
 from __future__ import annotations
 
 import logging
-import time
-from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, Self
 from urllib.parse import quote
@@ -25,6 +23,7 @@ from urllib.parse import quote
 from simple_salesforce.api import Salesforce
 
 from crmphone.adapters import Adapter, AdapterContext, CallerMatch, CallLog, CrmRecord
+from crmphone.adapters.cache import LookupCache
 from crmphone.adapters.numbers import e164, search_digits
 from crmphone.errors import CrmPermanentError, CrmRetryableError
 
@@ -44,7 +43,6 @@ _LOOKUP_OBJECTS = (
     ("Account", "Id, Name", ("Phone",)),
 )
 _LOOKUP_LIMIT = 20
-_CACHE_SIZE = 10_000
 _USAGE_STEP = 0.05  # log the daily API usage each time another 5 % of the allowance is spent
 
 
@@ -60,7 +58,7 @@ class SalesforceAdapter(Adapter):
         super().__init__(context)
         self.settings = settings
         self.client = SalesforceClient(settings)
-        self._cache: OrderedDict[str, tuple[float, CallerMatch]] = OrderedDict()
+        self._cache = LookupCache(settings.lookup_cache_seconds)
         self._usage_logged = -1
 
     @classmethod
@@ -126,9 +124,8 @@ class SalesforceAdapter(Adapter):
         if self.settings.lookup is LookupKind.NONE or wanted is None:
             return CallerMatch(number=number)
         cached = self._cache.get(wanted)
-        now = time.monotonic()
-        if cached is not None and cached[0] > now:
-            return CallerMatch(number=number, records=cached[1].records)
+        if cached is not None:
+            return CallerMatch(number=number, records=cached)
         if self.settings.lookup is LookupKind.SOSL:
             records = await self.context.run_sync(
                 self.client.call, "searching the caller", lambda sf: _sosl(sf, wanted)
@@ -138,14 +135,9 @@ class SalesforceAdapter(Adapter):
             records = await self.context.run_sync(
                 self.client.call, "matching the caller", lambda sf: _soql(sf, exact)
             )
-        match = CallerMatch(number=number, records=tuple(records))
-        if self.settings.lookup_cache_seconds > 0:
-            self._cache[wanted] = (now + self.settings.lookup_cache_seconds, match)
-            self._cache.move_to_end(wanted)
-            while len(self._cache) > _CACHE_SIZE:
-                self._cache.popitem(last=False)
+        self._cache.put(wanted, tuple(records))
         self._note_usage()
-        return match
+        return CallerMatch(number=number, records=tuple(records))
 
     # ------------------------------------------------------------------ logging
 

@@ -20,8 +20,6 @@ retry from ``Retry-After``. One retry layer only.
 from __future__ import annotations
 
 import logging
-import time
-from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Any, ClassVar, Self
 
@@ -29,6 +27,7 @@ from zenpy import Zenpy
 from zenpy.lib.api_objects import Comment, Ticket, User
 
 from crmphone.adapters import Adapter, AdapterContext, CallerMatch, CallLog, CrmRecord, LogStage
+from crmphone.adapters.cache import LookupCache
 from crmphone.adapters.numbers import e164, search_digits
 from crmphone.events import CallDirection
 
@@ -39,7 +38,6 @@ __all__ = ["ZendeskAdapter"]
 
 logger = logging.getLogger(__name__)
 
-_CACHE_SIZE = 10_000
 _VIA_INBOUND = 45
 _VIA_OUTBOUND = 46
 
@@ -56,7 +54,7 @@ class ZendeskAdapter(Adapter):
         super().__init__(context)
         self.settings = settings
         self.client = ZendeskClient(settings)
-        self._cache: OrderedDict[str, tuple[float, CallerMatch]] = OrderedDict()
+        self._cache = LookupCache(settings.lookup_cache_seconds)
 
     @classmethod
     def from_options(cls, options: Mapping[str, Any], context: AdapterContext) -> Self:
@@ -85,22 +83,16 @@ class ZendeskAdapter(Adapter):
         wanted = search_digits(number) if number else None
         if wanted is None:
             return CallerMatch(number=number)
-        now = time.monotonic()
         cached = self._cache.get(wanted)
-        if cached is not None and cached[0] > now:
-            return CallerMatch(number=number, records=cached[1].records)
+        if cached is not None:
+            return CallerMatch(number=number, records=cached)
         users = await self.context.run_sync(
             self.client.call, "searching the caller", lambda zd: _search(zd, wanted)
         )
         if not users and self.settings.create_users and number:
             users = [await self._created_user(number)]
-        match = CallerMatch(number=number, records=tuple(users))
-        if self.settings.lookup_cache_seconds > 0:
-            self._cache[wanted] = (now + self.settings.lookup_cache_seconds, match)
-            self._cache.move_to_end(wanted)
-            while len(self._cache) > _CACHE_SIZE:
-                self._cache.popitem(last=False)
-        return match
+        self._cache.put(wanted, tuple(users))
+        return CallerMatch(number=number, records=tuple(users))
 
     async def _created_user(self, number: str) -> CrmRecord:
         """The end user made for an unknown ``number`` (made once, remembered)."""
