@@ -12,9 +12,10 @@ import asyncio
 import contextlib
 import socket
 import tempfile
-from collections.abc import Generator
+import threading
+from collections.abc import Callable, Coroutine, Generator
 from pathlib import Path
-from typing import Any, Self
+from typing import Any, Self, TypeVar
 
 import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
@@ -28,8 +29,11 @@ __all__ = [
     "PromptShutdownProtocol",
     "ServedApp",
     "ServedHttps",
+    "ServiceThread",
     "bind",
 ]
+
+_T = TypeVar("_T")
 
 STARTUP_TIMEOUT = 10.0
 
@@ -346,3 +350,77 @@ class HttpsService:
     def ca_file(self) -> Path:
         """The PEM CA certificate a client must trust (deleted by :meth:`stop`)."""
         return self._https.ca_file
+
+
+class ServiceThread:
+    """A service (any async context manager: the sandbox, an emulator) run in a background
+    thread on its own event loop, for synchronous callers (the official SDK, blocking clients).
+
+    :meth:`start` returns once the service is entered (raising what its start raised);
+    :meth:`close` leaves it and joins the thread within ``join_timeout`` seconds. The service
+    lives on the background loop: reach it with :meth:`invoke` (a plain function) or :meth:`run`
+    (a coroutine), never by calling its methods directly from another thread.
+    """
+
+    def __init__(self, service: Any, *, name: str, what: str, join_timeout: float) -> None:
+        self.service = service
+        self.name = name
+        self.what = what
+        self.join_timeout = join_timeout
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+
+    def start(self) -> None:
+        """Start the thread and enter the service there; return once it is up."""
+        self._thread = threading.Thread(target=self._main, name=self.name, daemon=True)
+        self._thread.start()
+        if not self._ready.wait(STARTUP_TIMEOUT + 1):
+            raise TransportError(f"{self.what} thread did not start in time")
+        if self._error is not None:
+            raise self._error
+
+    def close(self) -> None:
+        """Leave the service and join the thread."""
+        loop, stop = self._loop, self._stop
+        self._loop = self._stop = None
+        if loop is not None and stop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(stop.set)
+        if self._thread is not None:
+            self._thread.join(self.join_timeout)
+
+    @property
+    def alive(self) -> bool:
+        """Whether the background thread is still running."""
+        return self._thread is not None and self._thread.is_alive()
+
+    def invoke(self, function: Callable[..., _T], *args: Any, timeout: float = 10.0) -> _T:
+        """Call ``function(*args)`` on the service's loop and return its result."""
+
+        async def call() -> _T:
+            return function(*args)
+
+        return self.run(call(), timeout=timeout)
+
+    def run(self, coroutine: Coroutine[Any, Any, _T], *, timeout: float = 10.0) -> _T:
+        """Run ``coroutine`` on the service's loop and return its result."""
+        if self._loop is None:
+            coroutine.close()
+            raise InvalidStateError(f"{self.what} thread is not running (use `with`)")
+        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(timeout)
+
+    def _main(self) -> None:
+        try:
+            asyncio.run(self._serve())
+        except BaseException as exc:  # noqa: BLE001 - reported to the thread waiting in start()
+            self._error = exc
+            self._ready.set()
+
+    async def _serve(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._stop = asyncio.Event()
+        async with self.service:
+            self._ready.set()
+            await self._stop.wait()

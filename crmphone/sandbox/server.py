@@ -16,7 +16,6 @@ platform's JSON heartbeat, as on Genesys Cloud.
 from __future__ import annotations
 
 import asyncio
-import threading
 from collections.abc import Awaitable, Callable, Coroutine
 from types import TracebackType
 from typing import Any, Self, TypeVar, cast
@@ -24,9 +23,9 @@ from typing import Any, Self, TypeVar, cast
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from websockets.http11 import Request as HandshakeRequest
 
-from crmphone._serving import STARTUP_TIMEOUT, ServedApp
+from crmphone._serving import ServedApp, ServiceThread
 from crmphone.clock import Clock
-from crmphone.errors import InvalidStateError, TransportError
+from crmphone.errors import InvalidStateError
 
 from .app import create_app
 from .config import SandboxConfig
@@ -148,11 +147,12 @@ class SandboxThread:
         clock: Clock | None = None,
     ) -> None:
         self._server = SandboxServer(config, host=host, port=port, clock=clock)
-        self._thread: threading.Thread | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._stop: asyncio.Event | None = None
-        self._ready = threading.Event()
-        self._error: BaseException | None = None
+        self._thread = ServiceThread(
+            self._server,
+            name="crmphone-sandbox",
+            what="the sandbox",
+            join_timeout=SHUTDOWN_TIMEOUT + 1,
+        )
 
     @property
     def config(self) -> SandboxConfig:
@@ -175,12 +175,7 @@ class SandboxThread:
         return self._server.base_url
 
     def __enter__(self) -> Self:
-        self._thread = threading.Thread(target=self._main, name="crmphone-sandbox", daemon=True)
         self._thread.start()
-        if not self._ready.wait(STARTUP_TIMEOUT + 1):
-            raise TransportError("the sandbox thread did not start in time")
-        if self._error is not None:
-            raise self._error
         return self
 
     def __exit__(
@@ -189,40 +184,15 @@ class SandboxThread:
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        if self._loop is not None and self._stop is not None:
-            self._loop.call_soon_threadsafe(self._stop.set)
-        if self._thread is not None:
-            self._thread.join(SHUTDOWN_TIMEOUT + 1)
-            self._thread = None
+        self._thread.close()
 
     def invoke(self, function: Callable[..., T], *args: Any, timeout: float = 10.0) -> T:
         """Call ``function(*args)`` on the sandbox's loop and return its result."""
-
-        async def call() -> T:
-            return function(*args)
-
-        return self.run(call(), timeout=timeout)
+        return self._thread.invoke(function, *args, timeout=timeout)
 
     def run(self, coroutine: Coroutine[Any, Any, T], *, timeout: float = 10.0) -> T:
         """Run ``coroutine`` on the sandbox's loop and return its result."""
-        if self._loop is None:
-            coroutine.close()
-            raise InvalidStateError("the sandbox thread is not running (use `with`)")
-        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(timeout)
-
-    def _main(self) -> None:
-        try:
-            asyncio.run(self._serve())
-        except BaseException as exc:  # noqa: BLE001 - reported to the thread waiting in __enter__
-            self._error = exc
-            self._ready.set()
-
-    async def _serve(self) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._stop = asyncio.Event()
-        async with self._server:
-            self._ready.set()
-            await self._stop.wait()
+        return self._thread.run(coroutine, timeout=timeout)
 
 
 async def serve(

@@ -28,16 +28,15 @@ What is where:
 from __future__ import annotations
 
 import asyncio
-import threading
+import contextlib
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
-from crmphone._serving import STARTUP_TIMEOUT, HttpsService, ServedHttps
-from crmphone.errors import InvalidStateError, TransportError
+from crmphone._serving import HttpsService, ServedHttps, ServiceThread
 
 from .api import LIMIT_HEADER, ApiRequest, ApiResponse, SalesforceApi
 from .app import create_app
@@ -184,24 +183,18 @@ class SalesforceEmulatorThread:
         self.emulator = SalesforceEmulator(
             seed, settings=settings, clock=clock, wall_clock=wall_clock
         )
-        self._host = host
-        self._port = port
-        self._thread: threading.Thread | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._stop: asyncio.Event | None = None
-        self._ready = threading.Event()
-        self._error: BaseException | None = None
+        self._thread = ServiceThread(
+            _listening(self.emulator, host, port),
+            name="salesforce-emulator",
+            what="the Salesforce emulator",
+            join_timeout=SHUTDOWN_TIMEOUT + 3,
+        )
 
     def __repr__(self) -> str:
         return f"<SalesforceEmulatorThread {self.emulator!r}>"
 
     def __enter__(self) -> Self:
-        self._thread = threading.Thread(target=self._main, name="salesforce-emulator", daemon=True)
         self._thread.start()
-        if not self._ready.wait(STARTUP_TIMEOUT + 1):
-            raise TransportError("the Salesforce emulator thread did not start in time")
-        if self._error is not None:
-            raise self._error
         return self
 
     def __exit__(
@@ -214,32 +207,20 @@ class SalesforceEmulatorThread:
 
     def close(self) -> None:
         """Stop the emulator and join its thread."""
-        loop, stop = self._loop, self._stop
-        self._loop = self._stop = None
-        if loop is not None and stop is not None and not loop.is_closed():
-            loop.call_soon_threadsafe(stop.set)
-        if self._thread is not None:
-            self._thread.join(SHUTDOWN_TIMEOUT + 3)
+        self._thread.close()
 
     @property
     def alive(self) -> bool:
         """Whether the background thread is still running."""
-        return self._thread is not None and self._thread.is_alive()
+        return self._thread.alive
 
     def call(self, function: Callable[..., T], *args: Any, timeout: float = 10.0) -> T:
         """Run ``function(*args)`` on the emulator's loop (between requests) and return its result."""
-
-        async def run() -> T:
-            return function(*args)
-
-        return self.run(run(), timeout=timeout)
+        return self._thread.invoke(function, *args, timeout=timeout)
 
     def run(self, coroutine: Coroutine[Any, Any, T], *, timeout: float = 10.0) -> T:
         """Run ``coroutine`` on the emulator's loop and return its result."""
-        if self._loop is None:
-            coroutine.close()
-            raise InvalidStateError("the Salesforce emulator thread is not running (use `with`)")
-        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(timeout)
+        return self._thread.run(coroutine, timeout=timeout)
 
     # The emulator's attributes, for code written against SalesforceEmulator.
 
@@ -288,19 +269,12 @@ class SalesforceEmulatorThread:
         """``{url}/services/oauth2/token``."""
         return self.emulator.token_url
 
-    def _main(self) -> None:
-        try:
-            asyncio.run(self._serve())
-        except BaseException as exc:  # noqa: BLE001 - reported to the thread waiting in __enter__
-            self._error = exc
-            self._ready.set()
 
-    async def _serve(self) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._stop = asyncio.Event()
-        await self.emulator.start(self._host, self._port)
-        try:
-            self._ready.set()
-            await self._stop.wait()
-        finally:
-            await self.emulator.stop()
+@contextlib.asynccontextmanager
+async def _listening(emulator: SalesforceEmulator, host: str, port: int) -> AsyncIterator[None]:
+    """The emulator serving on ``host:port`` for the length of the block."""
+    await emulator.start(host, port)
+    try:
+        yield
+    finally:
+        await emulator.stop()
