@@ -31,6 +31,7 @@ __all__ = [
     "ServedHttps",
     "ServiceThread",
     "bind",
+    "url_host",
 ]
 
 _T = TypeVar("_T")
@@ -66,6 +67,11 @@ class _EmbeddedServer(uvicorn.Server):
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(1.0):
                     await self.exit_requested.wait()
+
+
+def url_host(host: str) -> str:
+    """``host`` as it goes in a URL: an IPv6 address in brackets, anything else as it is."""
+    return f"[{host}]" if ":" in host else host
 
 
 def bind(host: str, port: int, *, what: str, hint: str = "") -> socket.socket:
@@ -286,8 +292,7 @@ class ServedHttps:
     @property
     def url(self) -> str:
         """``https://host:port``."""
-        host = f"[{self._host}]" if ":" in self._host else self._host
-        return f"https://{host}:{self.port}"
+        return f"https://{url_host(self._host)}:{self.port}"
 
     @property
     def ca_file(self) -> Path:

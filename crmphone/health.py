@@ -37,7 +37,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from crmphone._serving import ServedApp
+from crmphone._serving import ServedApp, url_host
 from crmphone.errors import InvalidStateError
 
 __all__ = [
@@ -557,8 +557,7 @@ class HealthServer:
     @property
     def url(self) -> str:
         """``http://host:port``."""
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}"
+        return f"http://{url_host(self.host)}:{self.port}"
 
     async def __aenter__(self) -> Self:
         self._served = await ServedApp.start(

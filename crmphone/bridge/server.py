@@ -54,7 +54,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from websockets.http11 import Request as HandshakeRequest
 
-from crmphone._serving import ServedApp
+from crmphone._serving import ServedApp, url_host
 from crmphone.clock import Clock, SystemClock
 from crmphone.errors import ConfigError, CrmphoneError, InvalidStateError, UsageError
 from crmphone.events import Event
@@ -497,7 +497,7 @@ class BridgeServer:
 
     def _configure(self, port: int) -> None:
         """What depends on the bound port: the bridge's own origins, the CSP."""
-        hosts = [self._url_host]
+        hosts = [url_host(self.settings.host)]
         if self.settings.host in _LOOPBACK_NAMES or self.settings.host == "::1":
             hosts += [name for name in _LOOPBACK_NAMES if name not in hosts]
         own = [OriginPattern.parse(f"http://{host}:{port}") for host in hosts]
@@ -561,19 +561,14 @@ class BridgeServer:
         return self._served.port
 
     @property
-    def _url_host(self) -> str:
-        host = self.settings.host
-        return f"[{host}]" if ":" in host else host
-
-    @property
     def url(self) -> str:
         """``http://host:port``, where the pages and ``/healthz`` are."""
-        return f"http://{self._url_host}:{self.port}"
+        return f"http://{url_host(self.settings.host)}:{self.port}"
 
     @property
     def ws_url(self) -> str:
         """``ws://host:port/ws``, the WebSocket pages connect to."""
-        return f"ws://{self._url_host}:{self.port}{WEBSOCKET_PATH}"
+        return f"ws://{url_host(self.settings.host)}:{self.port}{WEBSOCKET_PATH}"
 
     @property
     def token(self) -> BridgeToken:

@@ -23,7 +23,7 @@ from typing import Any, Self, TypeVar, cast
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from websockets.http11 import Request as HandshakeRequest
 
-from crmphone._serving import ServedApp, ServiceThread
+from crmphone._serving import ServedApp, ServiceThread, url_host
 from crmphone.clock import Clock
 from crmphone.errors import InvalidStateError
 
@@ -90,8 +90,7 @@ class SandboxServer:
     @property
     def base_url(self) -> str:
         """``http://host:port``: login and API base alike."""
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}"
+        return f"http://{url_host(self.host)}:{self.port}"
 
     async def __aenter__(self) -> Self:
         sandbox = Sandbox(self.config, self._clock)

@@ -18,6 +18,8 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
+from crmphone._serving import url_host
+
 from .api import ApiRequest, SalesforceApi
 
 __all__ = ["JSON_CONTENT_TYPE", "create_app"]
@@ -37,7 +39,7 @@ def create_app(api: SalesforceApi, closing: asyncio.Event | None = None) -> Star
         path = raw_path.decode("latin-1").split("?", 1)[0]
         host, port = request.scope.get("server") or ("127.0.0.1", 443)
         scheme = "https" if request.url.scheme == "https" else "http"
-        shown_host = f"[{host}]" if ":" in str(host) else str(host)
+        shown_host = url_host(str(host))
         answer = api.handle(
             ApiRequest(
                 method=request.method,
