@@ -32,7 +32,6 @@ Every error is a :class:`~crmphone.errors.ConfigError` whose ``key`` names the o
 from __future__ import annotations
 
 import enum
-import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -41,6 +40,7 @@ from urllib.parse import urlsplit
 
 import attrs
 
+from crmphone.adapters.options import OptionReader
 from crmphone.errors import ConfigError
 
 __all__ = ["AuthKind", "LookupKind", "SalesforceSettings"]
@@ -48,7 +48,6 @@ __all__ = ["AuthKind", "LookupKind", "SalesforceSettings"]
 DEFAULT_API_VERSION = "62.0"
 _API_VERSION = re.compile(r"^\d{2,3}\.0$")
 _FIELD_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
-_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 #: Call values a field mapping may name (``attributes.X`` names a platform call attribute).
 MAPPABLE = frozenset(
     {
@@ -128,8 +127,7 @@ class SalesforceSettings:
 
         :raises ConfigError: an option is missing, unknown or invalid; ``key`` names it.
         """
-        env = os.environ if environ is None else environ
-        reader = _Reader(options, prefix, env)
+        reader = _Reader(options, prefix=prefix, environ=environ)
         reader.check_unknown()
         instance_url = reader.https_url("instance_url", required=True)
         assert instance_url is not None
@@ -169,8 +167,8 @@ class SalesforceSettings:
         return f"{(self.login_url or self.instance_url).rstrip('/')}/services/oauth2/token"
 
 
-class _Reader:
-    """Reads and checks options; names any it does not know."""
+class _Reader(OptionReader):
+    """The shared checks, plus Salesforce's own: URLs, API versions, field names, the JWT key."""
 
     _KNOWN = (
         "instance_url",
@@ -196,30 +194,8 @@ class _Reader:
         "fields",
     )
 
-    def __init__(self, options: Mapping[str, Any], prefix: str, env: Mapping[str, str]) -> None:
-        self.options = options
-        self.prefix = prefix
-        self.env = env
-
-    def key(self, name: str) -> str:
-        return f"{self.prefix}.{name}"
-
     def check_unknown(self) -> None:
-        unknown = sorted(set(self.options) - set(self._KNOWN))
-        if unknown:
-            raise ConfigError(
-                f"unknown option {unknown[0]!r}; the Salesforce adapter takes "
-                f"{', '.join(self._KNOWN)}",
-                key=self.key(unknown[0]),
-            )
-
-    def text(self, name: str, default: str | None) -> str | None:
-        value = self.options.get(name, default)
-        if value is None:
-            return None
-        if not isinstance(value, str) or not value.strip():
-            raise ConfigError(f"must be a non-empty string, got {value!r}", key=self.key(name))
-        return value.strip()
+        self.check_known(self._KNOWN, what="the Salesforce adapter")
 
     def https_url(self, name: str, *, required: bool) -> str | None:
         value = self.options.get(name)
@@ -253,31 +229,6 @@ class _Reader:
             )
         return value.removeprefix("v")
 
-    def choice(self, name: str, kind: type[enum.StrEnum], default: Any) -> Any:
-        value = self.options.get(name, default)
-        try:
-            return kind(value)
-        except ValueError:
-            allowed = ", ".join(repr(member.value) for member in kind)
-            raise ConfigError(
-                f"must be one of {allowed}, got {value!r}", key=self.key(name)
-            ) from None
-
-    def positive(self, name: str, default: float, *, zero: bool = False) -> float:
-        value = self.options.get(name, default)
-        if (
-            isinstance(value, bool)
-            or not isinstance(value, int | float)
-            or value < 0
-            or (value == 0 and not zero)
-        ):
-            raise ConfigError(
-                f"must be a {'non-negative' if zero else 'positive'} number of seconds, "
-                f"got {value!r}",
-                key=self.key(name),
-            )
-        return float(value)
-
     def field_name(self, name: str, default: str) -> str:
         value = self.options.get(name, default)
         if not isinstance(value, str) or not _FIELD_NAME.match(value):
@@ -291,29 +242,6 @@ class _Reader:
         if self.options.get(name) is None:
             return None
         return self.field_name(name, "")
-
-    def file(self, name: str) -> str | None:
-        value = self.options.get(name)
-        if value is None:
-            return None
-        if not isinstance(value, str) or not Path(value).is_file():
-            raise ConfigError(f"must name a readable file, got {value!r}", key=self.key(name))
-        return value
-
-    def secret(self, name: str) -> str:
-        variable = self.options.get(name)
-        if not isinstance(variable, str) or not _ENV_NAME.match(variable):
-            raise ConfigError(
-                f"must name the environment variable that holds the secret (e.g. "
-                f'"SF_{name.removesuffix("_env").upper()}"), got {variable!r}',
-                key=self.key(name),
-            )
-        value = self.env.get(variable)
-        if not value:
-            raise ConfigError(
-                f"the environment variable {variable} is not set (or empty)", key=self.key(name)
-            )
-        return value
 
     def private_key(self, name: str) -> str:
         path = self.file(name)

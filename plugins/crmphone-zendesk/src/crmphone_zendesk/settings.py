@@ -24,21 +24,19 @@ Every error is a :class:`~crmphone.errors.ConfigError` whose ``key`` names the o
 from __future__ import annotations
 
 import enum
-import os
 import re
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any, Self
 from urllib.parse import urlsplit
 
 import attrs
 
+from crmphone.adapters.options import OptionReader
 from crmphone.errors import ConfigError
 
 __all__ = ["TicketRule", "ZendeskSettings"]
 
 _SUBDOMAIN = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
-_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _PLACEHOLDERS = frozenset({"number", "direction", "agent"})
 
 
@@ -86,17 +84,9 @@ class ZendeskSettings:
 
         :raises ConfigError: an option is missing, unknown or invalid; ``key`` names it.
         """
-        env = os.environ if environ is None else environ
-
-        def key(name: str) -> str:
-            return f"{prefix}.{name}"
-
-        unknown = sorted(set(options) - set(_KNOWN))
-        if unknown:
-            raise ConfigError(
-                f"unknown option {unknown[0]!r}; the Zendesk adapter takes {', '.join(_KNOWN)}",
-                key=key(unknown[0]),
-            )
+        read = OptionReader(options, prefix=prefix, environ=environ)
+        key = read.key
+        read.check_known(_KNOWN, what="the Zendesk adapter")
         base_url = _base_url(options, key)
         values: dict[str, Any] = {"base_url": base_url}
         if "oauth_token_env" in options:
@@ -104,7 +94,7 @@ class ZendeskSettings:
                 raise ConfigError(
                     "set token_env (with email) or oauth_token_env, not both", key=key("token_env")
                 )
-            values["oauth_token"] = _secret(options, "oauth_token_env", env, key)
+            values["oauth_token"] = read.secret("oauth_token_env")
         else:
             email = options.get("email")
             if not isinstance(email, str) or "@" not in email:
@@ -114,15 +104,10 @@ class ZendeskSettings:
                     key=key("email"),
                 )
             values["email"] = email
-            values["api_token"] = _secret(options, "token_env", env, key)
-        ca_file = options.get("ca_file")
-        if ca_file is not None and (not isinstance(ca_file, str) or not Path(ca_file).is_file()):
-            raise ConfigError(f"must name a readable file, got {ca_file!r}", key=key("ca_file"))
-        values["ca_file"] = ca_file
-        values["timeout"] = _number(options, "timeout", base_timeout, key)
-        values["lookup_cache_seconds"] = _number(
-            options, "lookup_cache_seconds", 60.0, key, zero=True
-        )
+            values["api_token"] = read.secret("token_env")
+        values["ca_file"] = read.file("ca_file")
+        values["timeout"] = read.positive("timeout", base_timeout)
+        values["lookup_cache_seconds"] = read.positive("lookup_cache_seconds", 60.0, zero=True)
         app_id = options.get("app_id", 0)
         if isinstance(app_id, bool) or not isinstance(app_id, int) or app_id < 0:
             raise ConfigError(f"must be a whole number, got {app_id!r}", key=key("app_id"))
@@ -135,11 +120,8 @@ class ZendeskSettings:
             raise ConfigError(
                 f"must be a list of {allowed}, got {rules!r}", key=key("tickets_for")
             ) from None
-        for flag, default in (("create_users", True), ("public_comment", False)):
-            value = options.get(flag, default)
-            if not isinstance(value, bool):
-                raise ConfigError(f"must be true or false, got {value!r}", key=key(flag))
-            values[flag] = value
+        values["create_users"] = read.flag("create_users", True)
+        values["public_comment"] = read.flag("public_comment", False)
         subject = options.get("subject", "Call with {number}")
         fields = set(re.findall(r"{(\w*)}", subject)) if isinstance(subject, str) else {"?"}
         if not isinstance(subject, str) or not subject.strip() or fields - _PLACEHOLDERS:
@@ -205,32 +187,3 @@ def _base_url(options: Mapping[str, Any], key: Any) -> str:
     if parts.username or parts.password:
         raise ConfigError("must not carry credentials", key=key("base_url"))
     return f"https://{parts.netloc}"
-
-
-def _secret(options: Mapping[str, Any], name: str, env: Mapping[str, str], key: Any) -> str:
-    variable = options.get(name)
-    if not isinstance(variable, str) or not _ENV_NAME.match(variable):
-        raise ConfigError(
-            f"must name the environment variable that holds the secret, got {variable!r}",
-            key=key(name),
-        )
-    value = env.get(variable)
-    if not value:
-        raise ConfigError(
-            f"the environment variable {variable} is not set (or empty)", key=key(name)
-        )
-    return value
-
-
-def _number(
-    options: Mapping[str, Any], name: str, default: float, key: Any, *, zero: bool = False
-) -> float:
-    value = options.get(name, default)
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, int | float)
-        or value < 0
-        or (value == 0 and not zero)
-    ):
-        raise ConfigError(f"must be a positive number of seconds, got {value!r}", key=key(name))
-    return float(value)
