@@ -4,10 +4,9 @@ simple-salesforce is synchronous (requests), so every call runs in the adapter's
 (:meth:`~crmphone.adapters.AdapterContext.run_sync`), each with its own ``requests.Session`` and
 ``Salesforce`` object (a Session is not safe to share between threads). Each session:
 
-* applies the adapter's timeout to every request (simple-salesforce's CRUD calls take none);
-* trusts exactly ``ca_file`` when one is set, else the system store — and ignores
-  ``REQUESTS_CA_BUNDLE``/``CURL_CA_BUNDLE``/proxies from the environment (``trust_env = False``),
-  which would otherwise silently override ``verify``;
+* is a :class:`~crmphone.adapters.worker_http.WorkerSessions` session: a timeout on every
+  request (simple-salesforce's CRUD calls take none), no retries, ``ca_file`` or the system store
+  and never the environment's CA variables;
 * reads ``Sforce-Limit-Info`` from every answer into :class:`ApiUsage`.
 
 :meth:`SalesforceClient.call` runs one operation and, on 401, renews the session once (OAuth
@@ -27,10 +26,10 @@ from typing import Any, TypeVar
 import attrs
 import jwt
 import requests
-from requests.adapters import HTTPAdapter
 from simple_salesforce.api import Salesforce
 from simple_salesforce.exceptions import SalesforceError, SalesforceExpiredSession
 
+from crmphone.adapters.worker_http import WorkerSessions
 from crmphone.errors import CrmPermanentError, CrmRetryableError
 from crmphone.platform import parse_retry_after
 
@@ -60,19 +59,6 @@ class ApiUsage:
         return self.used / self.allowed if self.allowed else 0.0
 
 
-class _TimeoutAdapter(HTTPAdapter):
-    """Gives every request a timeout (simple-salesforce's CRUD calls pass none)."""
-
-    def __init__(self, timeout: float) -> None:
-        super().__init__(max_retries=0)  # one retry layer only: the outbox's
-        self._timeout = timeout
-
-    def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:  # type: ignore[override]
-        if kwargs.get("timeout") is None:
-            kwargs["timeout"] = self._timeout
-        return super().send(request, **kwargs)
-
-
 @attrs.define
 class _Session:
     access_token: str = attrs.field(repr=False)
@@ -82,7 +68,6 @@ class _Session:
 
 @attrs.define
 class _ThreadState:
-    http: requests.Session
     salesforce: Salesforce | None = None
     generation: int = -1
 
@@ -98,23 +83,13 @@ class SalesforceClient:
         self._lock = threading.RLock()  # renewal (under it) may open this thread's session
         self._session: _Session | None = None
         self._local = threading.local()
-        self._sessions: list[requests.Session] = []
+        self._http = WorkerSessions(
+            timeout=settings.timeout, ca_file=settings.ca_file, on_response=self._observe
+        )
 
     # ------------------------------------------------------------------ sessions
 
-    def _http(self) -> requests.Session:
-        session = requests.Session()
-        session.trust_env = False  # REQUESTS_CA_BUNDLE would override verify; proxies too
-        session.verify = self.settings.ca_file or True
-        adapter = _TimeoutAdapter(self.settings.timeout)
-        session.mount("https://", adapter)
-        session.mount("http://", adapter)
-        session.hooks["response"].append(self._observe)
-        with self._lock:
-            self._sessions.append(session)
-        return session
-
-    def _observe(self, response: requests.Response, *args: Any, **kwargs: Any) -> None:
+    def _observe(self, response: requests.Response) -> None:
         # Runs in the thread that sent the request: remember its Retry-After for the error that
         # simple-salesforce raises next (its exceptions keep no headers).
         self._local.retry_after = parse_retry_after(response.headers.get("Retry-After"))
@@ -163,7 +138,7 @@ class SalesforceClient:
             }
             assertion = jwt.encode(claims, settings.private_key, algorithm="RS256")
             form = {"grant_type": _JWT_GRANT, "assertion": assertion}
-        http = self._thread_state().http
+        http = self._http.session()
         what = f"getting a Salesforce session ({settings.auth.value})"
         try:
             response = http.post(settings.token_url, data=form)
@@ -187,7 +162,7 @@ class SalesforceClient:
     def _thread_state(self) -> _ThreadState:
         state: _ThreadState | None = getattr(self._local, "state", None)
         if state is None:
-            state = _ThreadState(self._http())
+            state = _ThreadState()
             self._local.state = state
         return state
 
@@ -198,7 +173,7 @@ class SalesforceClient:
                 session_id=session.access_token,
                 instance_url=session.instance_url,
                 version=self.settings.api_version,
-                session=state.http,
+                session=self._http.session(),
             )
             state.generation = session.generation
         return state.salesforce
@@ -234,10 +209,7 @@ class SalesforceClient:
 
     def close(self) -> None:
         """Close every thread's HTTP session."""
-        with self._lock:
-            sessions, self._sessions = self._sessions, []
-        for session in sessions:
-            session.close()
+        self._http.close()
 
 
 def _json_or_text(response: requests.Response) -> Any:

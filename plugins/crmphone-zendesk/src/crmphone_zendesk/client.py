@@ -1,10 +1,10 @@
 """Talking to Zendesk from worker threads with zenpy: sessions, timeouts, TLS, rate limits, keys.
 
 zenpy is synchronous (requests), so every call runs in the adapter's worker threads, each with
-its own ``Zenpy`` and ``requests.Session``. Each session:
+its own ``Zenpy`` over a :class:`~crmphone.adapters.worker_http.WorkerSessions` session (a
+timeout on every request, no retries, ``ca_file`` and never the environment's CA variables),
+which also:
 
-* applies the adapter's timeout to every request and never retries (one retry layer: the outbox);
-* trusts exactly ``ca_file`` when set, and ignores the environment (``trust_env = False``);
 * adds an ``Idempotency-Key`` header to the request being made when the caller asked for one
   (per thread, per call: zenpy cannot set a header per request, and ``session.headers`` would be
   shared by every request of that session);
@@ -25,11 +25,11 @@ from urllib.parse import urlsplit
 
 import attrs
 import requests
-from requests.adapters import HTTPAdapter
 from zenpy import Zenpy
 from zenpy.lib.exception import APIException, RatelimitBudgetExceeded, ZenpyException
 
 from crmphone.adapters import crm_error_for_status
+from crmphone.adapters.worker_http import WorkerSessions
 from crmphone.errors import CrmError, CrmPermanentError, CrmRetryableError
 from crmphone.platform import parse_retry_after
 
@@ -41,27 +41,9 @@ _T = TypeVar("_T")
 _MESSAGE_LIMIT = 300
 
 
-class _ZendeskHttp(HTTPAdapter):
-    """A timeout on every request, no retries, and this thread's Idempotency-Key when set."""
-
-    def __init__(self, timeout: float, local: threading.local) -> None:
-        super().__init__(max_retries=0)
-        self._timeout = timeout
-        self._local = local
-
-    def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:  # type: ignore[override]
-        if kwargs.get("timeout") is None:
-            kwargs["timeout"] = self._timeout
-        key = getattr(self._local, "idempotency_key", None)
-        if key is not None and request.method == "POST":
-            request.headers["Idempotency-Key"] = key
-        return super().send(request, **kwargs)
-
-
 @attrs.define
 class _ThreadState:
     zenpy: Zenpy
-    session: requests.Session
 
 
 class ZendeskClient:
@@ -74,21 +56,18 @@ class ZendeskClient:
         self.rate_limit_remaining: int | None = None
         """``X-Rate-Limit-Remaining`` of the last answer that had it."""
         self._local = threading.local()
-        self._lock = threading.Lock()
-        self._sessions: list[requests.Session] = []
+        self._http = WorkerSessions(
+            timeout=settings.timeout,
+            ca_file=settings.ca_file,
+            on_response=self._observe,
+            headers_for=self._idempotency_header,
+        )
 
     def _state(self) -> _ThreadState:
         state: _ThreadState | None = getattr(self._local, "state", None)
         if state is not None:
             return state
         settings = self.settings
-        session = requests.Session()
-        session.trust_env = False
-        session.verify = settings.ca_file or True
-        adapter = _ZendeskHttp(settings.timeout, self._local)
-        session.mount("https://", adapter)
-        session.mount("http://", adapter)
-        session.hooks["response"].append(self._observe)
         netloc = urlsplit(settings.base_url).netloc
         # zenpy builds https://{subdomain}.{domain}; splitting the host at its first dot gives
         # back any host, a custom domain or the emulator's 127.0.0.1:port alike.
@@ -101,20 +80,23 @@ class ZendeskClient:
         client = Zenpy(
             subdomain=subdomain,
             domain=domain,
-            session=session,
+            session=self._http.session(),
             timeout=settings.timeout,
             # A budget of one second: zenpy raises on a 429 instead of sleeping through it.
             ratelimit_budget=1,
             disable_cache=True,
             **credentials,
         )
-        state = _ThreadState(client, session)
+        state = _ThreadState(client)
         self._local.state = state
-        with self._lock:
-            self._sessions.append(session)
         return state
 
-    def _observe(self, response: requests.Response, *args: Any, **kwargs: Any) -> None:
+    def _idempotency_header(self, request: requests.PreparedRequest) -> dict[str, str]:
+        """This thread's Idempotency-Key on the POST being sent, when the call asked for one."""
+        key = getattr(self._local, "idempotency_key", None)
+        return {"Idempotency-Key": key} if key is not None and request.method == "POST" else {}
+
+    def _observe(self, response: requests.Response) -> None:
         self.requests += 1
         self._local.retry_after = parse_retry_after(response.headers.get("Retry-After"))
         remaining = response.headers.get("X-Rate-Limit-Remaining")
@@ -176,10 +158,7 @@ class ZendeskClient:
 
     def close(self) -> None:
         """Close every thread's session."""
-        with self._lock:
-            sessions, self._sessions = self._sessions, []
-        for session in sessions:
-            session.close()
+        self._http.close()
 
 
 def _describe(response: requests.Response) -> str:
