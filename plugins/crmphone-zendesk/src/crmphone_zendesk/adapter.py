@@ -25,6 +25,7 @@ from typing import Any, ClassVar, Self
 
 from zenpy import Zenpy
 from zenpy.lib.api_objects import Comment, Ticket, User
+from zenpy.lib.api_objects.talk_objects import CallPe
 
 from crmphone.adapters import Adapter, AdapterContext, CallerMatch, CallLog, CrmRecord, LogStage
 from crmphone.adapters.cache import LookupCache
@@ -242,7 +243,7 @@ class ZendeskAdapter(Adapter):
         await self.context.run_sync(
             self.client.call,
             f"completing the call record of {log.conversation_id}",
-            lambda zd: zd.calls.update(_CallUpdate(fields)),
+            lambda zd: zd.calls.update(CallPe(**fields)),
         )
         if ticket_id is None or log.stage is not LogStage.WRAPPED_UP:
             return
@@ -260,18 +261,6 @@ class ZendeskAdapter(Adapter):
             ),
         )
         await self.context.memory.set(summary_key, "1")
-
-
-class _CallUpdate:
-    """What zenpy's ``calls.update`` serialises: an object with ``id`` and the fields."""
-
-    def __init__(self, fields: dict[str, Any]) -> None:
-        self.id = fields["id"]
-        self._fields = {name: value for name, value in fields.items() if name != "id"}
-
-    def to_dict(self, serialize: bool = False) -> dict[str, Any]:
-        """The fields to send."""
-        return dict(self._fields)
 
 
 def _agent_id(log: CallLog) -> int | None:
