@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from typing import Any
 
 import pytest
 import requests
 from simple_salesforce import Salesforce
 
-from crmphone_salesforce.emulator import SalesforceEmulatorThread
+from crmphone.adapters import AdapterContext
+from crmphone_salesforce import SalesforceAdapter
+from crmphone_salesforce.emulator import SalesforceEmulator, SalesforceEmulatorThread
 
 API_VERSION = "62.0"
 """The API version the tests pin, as the adapter does."""
@@ -44,3 +47,50 @@ def salesforce_emulator_client(
         version=API_VERSION,
         session=salesforce_emulator_http,
     )
+
+
+SECRET_ENV = "SF_TEST_SESSION"
+"""The environment variable the adapters' ``session_id_env`` names in these tests."""
+
+
+@pytest.fixture
+async def emulator() -> AsyncIterator[SalesforceEmulator]:
+    """The emulator on loopback, in this event loop."""
+    async with SalesforceEmulator(seed=0) as running:
+        yield running
+
+
+AdapterFactory = Callable[..., Awaitable[SalesforceAdapter]]
+"""``make_adapter``: build and start a Salesforce adapter on the emulator with these options."""
+
+
+@pytest.fixture
+async def make_adapter(
+    emulator: SalesforceEmulator, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[AdapterFactory]:
+    """Build and start adapters on the emulator; closed at the end of the test."""
+    monkeypatch.setenv(SECRET_ENV, emulator.session_id)
+    monkeypatch.setenv("SF_CLIENT_ID", emulator.client_id)
+    monkeypatch.setenv("SF_CLIENT_SECRET", emulator.client_secret)
+    made: list[tuple[SalesforceAdapter, AdapterContext]] = []
+
+    async def make(start: bool = True, **options: Any) -> SalesforceAdapter:
+        values: dict[str, Any] = {
+            "instance_url": emulator.url,
+            "session_id_env": SECRET_ENV,
+            "ca_file": str(emulator.ca_file),
+            "timeout": 5.0,
+        }
+        values.update(options)
+        values = {key: value for key, value in values.items() if value is not None}
+        context = AdapterContext(name="salesforce", agents={}, timeout=5.0)
+        adapter = SalesforceAdapter.from_options(values, context)
+        made.append((adapter, context))
+        if start:
+            await adapter.start()
+        return adapter
+
+    yield make
+    for adapter, context in made:
+        await adapter.close()
+        context.close()

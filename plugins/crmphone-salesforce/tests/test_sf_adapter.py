@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
 import attrs
 import pytest
 import trustme
+from conftest import AdapterFactory
 
-from crmphone.adapters import AdapterContext, CallLog, CrmRecord, LogStage, MatchOutcome
+from crmphone.adapters import CallLog, CrmRecord, LogStage, MatchOutcome
 from crmphone.adapters.numbers import search_digits
 from crmphone.errors import ConfigError, CrmPermanentError, CrmRetryableError
 from crmphone.events import CallDirection
@@ -26,54 +26,10 @@ from crmphone_salesforce.emulator import (
 )
 from crmphone_salesforce.phone import escape_sosl
 
-SECRET_ENV = "SF_TEST_SESSION"
-
 
 def call_logs(number: str = ONE_MATCH_NUMBER, **options: Any) -> dict[LogStage, CallLog]:
     """One call's log at each written stage."""
     return fake_call_logs(number=number, **options)
-
-
-@pytest.fixture
-async def emulator() -> AsyncIterator[SalesforceEmulator]:
-    """The emulator on loopback, in this event loop."""
-    async with SalesforceEmulator(seed=0) as running:
-        yield running
-
-
-AdapterFactory = Callable[..., Any]
-
-
-@pytest.fixture
-async def make_adapter(
-    emulator: SalesforceEmulator, monkeypatch: pytest.MonkeyPatch
-) -> AsyncIterator[AdapterFactory]:
-    """Build and start adapters on the emulator; closed at the end of the test."""
-    monkeypatch.setenv(SECRET_ENV, emulator.session_id)
-    monkeypatch.setenv("SF_CLIENT_ID", emulator.client_id)
-    monkeypatch.setenv("SF_CLIENT_SECRET", emulator.client_secret)
-    made: list[tuple[SalesforceAdapter, AdapterContext]] = []
-
-    async def make(start: bool = True, **options: Any) -> SalesforceAdapter:
-        values: dict[str, Any] = {
-            "instance_url": emulator.url,
-            "session_id_env": SECRET_ENV,
-            "ca_file": str(emulator.ca_file),
-            "timeout": 5.0,
-        }
-        values.update(options)
-        values = {key: value for key, value in values.items() if value is not None}
-        context = AdapterContext(name="salesforce", agents={}, timeout=5.0)
-        adapter = SalesforceAdapter.from_options(values, context)
-        made.append((adapter, context))
-        if start:
-            await adapter.start()
-        return adapter
-
-    yield make
-    for adapter, context in made:
-        await adapter.close()
-        context.close()
 
 
 def only_task(emulator: SalesforceEmulator, log: CallLog) -> dict[str, Any]:

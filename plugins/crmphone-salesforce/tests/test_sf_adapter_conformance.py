@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from conftest import AdapterFactory
 
-from crmphone.adapters import AdapterContext, LogStage
+from crmphone.adapters import LogStage
 from crmphone.testing import AdapterConformance, ConformanceBackend
 from crmphone.testing.conformance import FailureKind
 from crmphone_salesforce import SalesforceAdapter
@@ -53,31 +53,9 @@ class EmulatorBackend(ConformanceBackend):
 
 
 @pytest.fixture
-async def emulator() -> AsyncIterator[SalesforceEmulator]:
-    """The emulator on loopback, in this event loop."""
-    async with SalesforceEmulator(seed=0) as running:
-        yield running
-
-
-@pytest.fixture
-async def adapter(
-    emulator: SalesforceEmulator, monkeypatch: pytest.MonkeyPatch
-) -> AsyncIterator[SalesforceAdapter]:
+async def adapter(make_adapter: AdapterFactory) -> SalesforceAdapter:
     """A started adapter on the emulator's session id, trusting its CA."""
-    monkeypatch.setenv("SF_SESSION_ID", emulator.session_id)
-    context = AdapterContext(name="salesforce", agents={}, timeout=5.0)
-    options = {
-        "instance_url": emulator.url,
-        "session_id_env": "SF_SESSION_ID",
-        "ca_file": str(emulator.ca_file),
-    }
-    sf = SalesforceAdapter.from_options(options, context)
-    await sf.start()
-    try:
-        yield sf
-    finally:
-        await sf.close()
-        context.close()
+    return await make_adapter()
 
 
 @pytest.fixture

@@ -3,11 +3,11 @@ and its Task is found by an exact SOQL match, never duplicated. Conformance suit
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import attrs
 import pytest
+from conftest import AdapterFactory
 from test_sf_adapter_conformance import EmulatorBackend
 
 from crmphone.adapters import AdapterContext, LogStage
@@ -31,32 +31,9 @@ class CallObjectBackend(EmulatorBackend):
 
 
 @pytest.fixture
-async def emulator() -> AsyncIterator[SalesforceEmulator]:
-    """The emulator on loopback, in this event loop."""
-    async with SalesforceEmulator(seed=0) as running:
-        yield running
-
-
-@pytest.fixture
-async def adapter(
-    emulator: SalesforceEmulator, monkeypatch: pytest.MonkeyPatch
-) -> AsyncIterator[SalesforceAdapter]:
+async def adapter(make_adapter: AdapterFactory) -> SalesforceAdapter:
     """A started adapter keyed by the custom call object."""
-    monkeypatch.setenv("SF_SESSION_ID", emulator.session_id)
-    context = AdapterContext(name="salesforce", agents={}, timeout=5.0)
-    options = {
-        "instance_url": emulator.url,
-        "session_id_env": "SF_SESSION_ID",
-        "ca_file": str(emulator.ca_file),
-        "call_object": "CTI_Call__c",
-    }
-    sf = SalesforceAdapter.from_options(options, context)
-    await sf.start()
-    try:
-        yield sf
-    finally:
-        await sf.close()
-        context.close()
+    return await make_adapter(call_object="CTI_Call__c")
 
 
 @pytest.fixture
