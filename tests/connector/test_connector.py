@@ -23,8 +23,8 @@ from crmphone.events import (
     RoutingStatusChanged,
 )
 from crmphone.sandbox import SandboxServer
-from crmphone.service import run_connector
 from crmphone.testing import TEST_CLIENT_ID, TEST_CLIENT_SECRET
+from crmphone.testing.connector import run_connector_until
 from crmphone.testing.recording import RecordingAdapter
 
 ENVIRON = {"CRMPHONE_CLIENT_ID": TEST_CLIENT_ID, "CRMPHONE_CLIENT_SECRET": TEST_CLIENT_SECRET}
@@ -51,17 +51,8 @@ async def run_until(
     scenario: Callable[[Connector, Any, Any], Awaitable[None]],
     **options: Any,
 ) -> None:
-    """Run the connector, play ``scenario`` once it is ready, then stop it."""
-    stop = asyncio.Event()
-
-    async def play(connector: Connector, health: Any, sandbox: Any) -> None:
-        try:
-            await scenario(connector, health, sandbox)
-        finally:
-            stop.set()
-
-    async with asyncio.timeout(30):
-        await run_connector(config, stop=stop, adapters={"crm": adapter}, on_ready=play, **options)
+    """Run the connector with ``adapter`` as its only adapter while ``scenario`` plays."""
+    await run_connector_until(config, scenario, within=30, adapters={"crm": adapter}, **options)
 
 
 async def finished_logs(adapter: RecordingAdapter, count: int, within: float = 10.0) -> None:

@@ -17,13 +17,13 @@ from crmphone.config import parse_config
 from crmphone.connector import BridgeCommands, Connector
 from crmphone.platform import PlatformClient
 from crmphone.sandbox import SandboxServer
-from crmphone.service import run_connector
 from crmphone.testing import (
     TEST_CLIENT_ID,
     TEST_CLIENT_SECRET,
     fast_sandbox_config,
     sign_in_sandbox_agent,
 )
+from crmphone.testing.connector import run_connector_until
 from crmphone.testing.pages import chromium
 from crmphone_salesforce.emulator import SalesforceEmulator
 
@@ -102,39 +102,33 @@ max_delay = 0.2
     token = BridgeToken.generate()
     pages = {f"/salesforce/{p.name}": p for p in PAGE.iterdir() if p.is_file()}
     pages.update({f"/salesforce/{script.name}": script for script in BRIDGE_PAGE_SCRIPTS})
-    stop = asyncio.Event()
     found: list[dict[str, Any]] = []
 
     async def scenario(connector: Connector, health: Any, _: Any) -> None:
-        try:
-            handler = BridgeCommands(connector, agent_id=agent)
-            settings = BridgeSettings(token=token, pages=pages)
-            async with BridgeServer(settings, handler) as bridge, chromium() as browser:
-                page = await browser.new_page()
-                await page.add_init_script(STANDIN)
-                await page.goto(f"{bridge.url}/salesforce/softphone.html#token={token.reveal()}")
-                await page.wait_for_selector("#connection[data-state=online]", timeout=10_000)
-                click = {
-                    "number": "+15550123456",
-                    "recordId": account["Id"],
-                    "recordName": account["Name"],
-                    "objectType": "Account",
-                }
-                await page.evaluate(f"window.__clickToDial({json.dumps(click)})")
-                async with asyncio.timeout(20):
-                    while not found:
-                        found.extend(
-                            task
-                            for task in sf.model.records("Task")
-                            if task.get("WhatId") == account["Id"]
-                            and task.get("Status") == "Completed"
-                        )
-                        await asyncio.sleep(0.05)
-        finally:
-            stop.set()
+        handler = BridgeCommands(connector, agent_id=agent)
+        settings = BridgeSettings(token=token, pages=pages)
+        async with BridgeServer(settings, handler) as bridge, chromium() as browser:
+            page = await browser.new_page()
+            await page.add_init_script(STANDIN)
+            await page.goto(f"{bridge.url}/salesforce/softphone.html#token={token.reveal()}")
+            await page.wait_for_selector("#connection[data-state=online]", timeout=10_000)
+            click = {
+                "number": "+15550123456",
+                "recordId": account["Id"],
+                "recordName": account["Name"],
+                "objectType": "Account",
+            }
+            await page.evaluate(f"window.__clickToDial({json.dumps(click)})")
+            async with asyncio.timeout(20):
+                while not found:
+                    found.extend(
+                        task
+                        for task in sf.model.records("Task")
+                        if task.get("WhatId") == account["Id"] and task.get("Status") == "Completed"
+                    )
+                    await asyncio.sleep(0.05)
 
-    async with asyncio.timeout(60):
-        await run_connector(config, stop=stop, dialer=agents_phone_dials, on_ready=scenario)
+    await run_connector_until(config, scenario, within=60, dialer=agents_phone_dials)
     [task] = found
     assert task["CallType"] == "Outbound"
     assert task["OwnerId"] == owner

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +18,8 @@ import pytest
 from crmphone.config import ConnectorConfig, parse_config
 from crmphone.connector import Connector
 from crmphone.sandbox import SandboxServer
-from crmphone.service import run_connector
 from crmphone.testing import TEST_CLIENT_ID, TEST_CLIENT_SECRET, fast_sandbox_config
+from crmphone.testing.connector import run_connector_until
 from crmphone_salesforce.emulator import (
     MANY_MATCH_NUMBERS,
     NO_MATCH_NUMBERS,
@@ -60,23 +59,6 @@ max_delay = 0.2
 """
     environ = {"CRMPHONE_CLIENT_ID": TEST_CLIENT_ID, "CRMPHONE_CLIENT_SECRET": TEST_CLIENT_SECRET}
     return parse_config(text, base_dir=tmp_path, environ=environ)
-
-
-async def run_until(
-    config: ConnectorConfig, scenario: Callable[[Connector, Any], Awaitable[None]]
-) -> None:
-    """Run the connector as `crmphone run --health-port 0` does; play ``scenario(connector,
-    health)`` once it is ready; stop."""
-    stop = asyncio.Event()
-
-    async def play(connector: Connector, health: Any, sandbox: Any) -> None:
-        try:
-            await scenario(connector, health)
-        finally:
-            stop.set()
-
-    async with asyncio.timeout(45):
-        await run_connector(config, stop=stop, on_ready=play, health_port=0)
 
 
 async def completed(
@@ -124,7 +106,7 @@ async def test_each_call_is_one_completed_task_across_faults_and_a_restart(
     numbers = [ONE_MATCH_NUMBER, MANY_MATCH_NUMBERS[0], NO_MATCH_NUMBERS[0]]
     placed: dict[str, tuple[str, str]] = {}
 
-    async def with_faults(connector: Connector, health: Any) -> None:
+    async def with_faults(connector: Connector, health: Any, _: Any) -> None:
         sf.model.faults.fail_next("expired_session", route="composite")
         sf.model.faults.fail_next("request_limit", route="composite")
         sf.model.faults.fail_next("unavailable", route="composite", retry_after=0)
@@ -134,7 +116,7 @@ async def test_each_call_is_one_completed_task_across_faults_and_a_restart(
             placed[conversation] = (agent, number)
         await completed(sf, list(placed))
 
-    await run_until(config, with_faults)
+    await run_connector_until(config, with_faults, health_port=0)
     assert sf.model.faults.pending == ()  # every injected fault hit a request
     assert sum(sf.model.faults.applied.values()) == 4
 
@@ -147,7 +129,7 @@ async def test_each_call_is_one_completed_task_across_faults_and_a_restart(
         await platform.calls.wait_closed(conversation)
     placed.update(missed)
 
-    async def catch_up(connector: Connector, health: Any) -> None:
+    async def catch_up(connector: Connector, health: Any, _: Any) -> None:
         await completed(sf, list(placed))
         async with httpx.AsyncClient(base_url=health.url) as http:
             metrics = (await http.get("/metrics")).text
@@ -158,7 +140,7 @@ async def test_each_call_is_one_completed_task_across_faults_and_a_restart(
         assert used is not None, metrics
         assert int(used.group(1)) == sf.model.usage.used
 
-    await run_until(config, catch_up)
+    await run_connector_until(config, catch_up, health_port=0)
 
     for conversation, (agent, number) in placed.items():
         tasks = [t for t in sf.model.records("Task") if t.get("CallObject") == conversation]

@@ -8,7 +8,7 @@ zenpy over HTTPS.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +17,8 @@ import pytest
 from crmphone.config import ConnectorConfig, parse_config
 from crmphone.connector import Connector
 from crmphone.sandbox import SandboxServer
-from crmphone.service import run_connector
 from crmphone.testing import TEST_CLIENT_ID, TEST_CLIENT_SECRET, fast_sandbox_config
+from crmphone.testing.connector import run_connector_until
 from crmphone_zendesk.emulator import ZendeskEmulator
 from crmphone_zendesk.emulator.model import NO_MATCH_NUMBER, ONE_MATCH_NUMBER, SHARED_NUMBER
 
@@ -51,20 +51,6 @@ max_delay = 0.2
 """
     environ = {"CRMPHONE_CLIENT_ID": TEST_CLIENT_ID, "CRMPHONE_CLIENT_SECRET": TEST_CLIENT_SECRET}
     return parse_config(text, base_dir=tmp_path, environ=environ)
-
-
-async def run_until(config: ConnectorConfig, scenario: Callable[[], Awaitable[None]]) -> None:
-    """Run the connector as `crmphone run` does; play ``scenario`` once it is ready; stop."""
-    stop = asyncio.Event()
-
-    async def play(connector: Connector, health: Any, sandbox: Any) -> None:
-        try:
-            await scenario()
-        finally:
-            stop.set()
-
-    async with asyncio.timeout(45):
-        await run_connector(config, stop=stop, on_ready=play)
 
 
 def calls_of(zd: ZendeskEmulator, conversation: str) -> list[Any]:
@@ -112,7 +98,7 @@ async def test_each_call_is_one_ticket_and_one_call_record_across_faults_and_a_r
     numbers = [ONE_MATCH_NUMBER, SHARED_NUMBER, NO_MATCH_NUMBER]
     placed: dict[str, tuple[str, str]] = {}
 
-    async def with_faults() -> None:
+    async def with_faults(connector: Connector, health: Any, _: Any) -> None:
         zd.model.faults.rate_limited(3, retry_after=1, route="voice")
         zd.model.faults.unavailable(2, route="calls")
         for agent, number in zip(agents, numbers, strict=True):
@@ -120,7 +106,7 @@ async def test_each_call_is_one_ticket_and_one_call_record_across_faults_and_a_r
             placed[conversation] = (agent, number)
         await completed(zd, list(placed))
 
-    await run_until(config, with_faults)
+    await run_connector_until(config, with_faults)
     assert zd.model.faults.pending == ()  # every injected fault hit a request
 
     missed: dict[str, tuple[str, str]] = {}
@@ -130,10 +116,10 @@ async def test_each_call_is_one_ticket_and_one_call_record_across_faults_and_a_r
         await platform.calls.wait_closed(conversation)
     placed.update(missed)
 
-    async def catch_up() -> None:
+    async def catch_up(connector: Connector, health: Any, _: Any) -> None:
         await completed(zd, list(placed))
 
-    await run_until(config, catch_up)
+    await run_connector_until(config, catch_up)
 
     for conversation, (agent, _number) in placed.items():
         [call] = calls_of(zd, conversation)
