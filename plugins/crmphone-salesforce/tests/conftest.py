@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
 import requests
+from sf_helpers import AdapterFactory
 from simple_salesforce import Salesforce
 
 from crmphone.adapters import AdapterContext
@@ -58,10 +59,6 @@ async def emulator() -> AsyncIterator[SalesforceEmulator]:
     """The emulator on loopback, in this event loop."""
     async with SalesforceEmulator(seed=0) as running:
         yield running
-
-
-AdapterFactory = Callable[..., Awaitable[SalesforceAdapter]]
-"""``make_adapter``: build and start a Salesforce adapter on the emulator with these options."""
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ from typing import Any
 import attrs
 import pytest
 import trustme
-from conftest import AdapterFactory
+from sf_helpers import AdapterFactory
 
 from crmphone.adapters import CallLog, CrmRecord, LogStage, MatchOutcome
 from crmphone.adapters.numbers import search_digits

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from conftest import AdapterFactory
+from sf_helpers import AdapterFactory
 
 from crmphone.adapters import LogStage
 from crmphone.testing import AdapterConformance, ConformanceBackend

@@ -7,7 +7,7 @@ from typing import Any
 
 import attrs
 import pytest
-from conftest import AdapterFactory
+from sf_helpers import AdapterFactory
 from test_sf_adapter_conformance import EmulatorBackend
 
 from crmphone.adapters import AdapterContext, LogStage
