@@ -66,10 +66,39 @@ from crmphone.bridge.server import (
     CommandHandler,
     ConnectedClient,
 )
+from crmphone.errors import ConfigError
 
 _STATIC = Path(__file__).resolve().parent / "static"
 #: The scripts every page loads beside its own (serve them next to the page).
 BRIDGE_PAGE_SCRIPTS = (_STATIC / "crmphone-bridge.js", _STATIC / "crmphone-phone.js")
+
+
+def builtin_pages(*names: str) -> dict[str, Path]:
+    """The pages crmphone ships, as :attr:`BridgeSettings.pages` takes them: URL path → file.
+
+    Each page set lives in its own folder and is served under ``/<name>/``, with the shared
+    :data:`BRIDGE_PAGE_SCRIPTS` beside it: ``salesforce`` (the Open CTI softphone,
+    ``/salesforce/softphone.html``), ``zendesk`` (the Zendesk app, ``/zendesk/iframe.html``) and
+    ``dashboard`` (``/dashboard/index.html``). No names: all of them. An unknown name raises
+    :class:`~crmphone.errors.ConfigError`.
+    """
+    available = sorted(folder.name for folder in _STATIC.iterdir() if folder.is_dir())
+    for name in names:
+        if name not in available:
+            raise ConfigError(
+                f"no built-in page set {name!r}; there are {', '.join(available)}",
+                key="bridge.builtin_pages",
+            )
+    pages: dict[str, Path] = {}
+    for name in names or available:
+        folder = _STATIC / name
+        for file in sorted(folder.iterdir()):
+            if file.is_file():
+                pages[f"/{name}/{file.name}"] = file
+        for script in BRIDGE_PAGE_SCRIPTS:
+            pages[f"/{name}/{script.name}"] = script
+    return pages
+
 
 __all__ = [
     "BRIDGE_PAGE_SCRIPTS",
@@ -104,6 +133,7 @@ __all__ = [
     "StopPersistent",
     "UnauthenticatedError",
     "authenticate",
+    "builtin_pages",
     "content_security_policy",
     "encode",
     "error_message",

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from crmphone.bridge import BRIDGE_PAGE_SCRIPTS, BridgeServer, BridgeSettings, BridgeToken
+from crmphone.bridge import BridgeServer, BridgeSettings, BridgeToken, builtin_pages
 from crmphone.config import parse_config
 from crmphone.connector import BridgeCommands, Connector
 from crmphone.platform import PlatformClient
@@ -27,7 +27,6 @@ from crmphone.testing.connector import run_connector_until
 from crmphone.testing.pages import chromium
 from crmphone_salesforce.emulator import SalesforceEmulator
 
-PAGE = Path(__file__).resolve().parents[1] / "page"
 STANDIN = """
 window.__opencti = [];
 window.sforce = { opencti: {
@@ -100,8 +99,7 @@ max_delay = 0.2
             return await client.place_call(number)
 
     token = BridgeToken.generate()
-    pages = {f"/salesforce/{p.name}": p for p in PAGE.iterdir() if p.is_file()}
-    pages.update({f"/salesforce/{script.name}": script for script in BRIDGE_PAGE_SCRIPTS})
+    pages = builtin_pages("salesforce")
     found: list[dict[str, Any]] = []
 
     async def scenario(connector: Connector, health: Any, _: Any) -> None:

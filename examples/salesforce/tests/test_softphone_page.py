@@ -11,7 +11,6 @@ import asyncio
 import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,18 +18,17 @@ from playwright.async_api import Browser, Page
 
 from crmphone.adapters import CallerMatch, CrmRecord
 from crmphone.bridge import (
-    BRIDGE_PAGE_SCRIPTS,
     Answer,
     BridgeServer,
     BridgeSettings,
     BridgeToken,
     Dial,
+    builtin_pages,
 )
 from crmphone.bridge.protocol import event_message, pop_message
 from crmphone.events import CallAlerting, CallDirection, ConnectionState, ConnectionStateChanged
 from crmphone.testing.pages import RecordingCommandHandler, chromium
 
-PAGE = Path(__file__).resolve().parents[1] / "page"
 HTML_NAME = "<img src=x onerror=alert(1)> Mallory"
 
 # A stand-in for sforce.opencti: records each call, answers each callback with success, and
@@ -57,9 +55,7 @@ async def bridge() -> AsyncIterator[tuple[BridgeServer, RecordingCommandHandler,
     """A bridge on loopback serving the softphone page."""
     token = BridgeToken.generate()
     handler = RecordingCommandHandler()
-    pages = {f"/salesforce/{p.name}": p for p in PAGE.iterdir() if p.is_file()}
-    for script in BRIDGE_PAGE_SCRIPTS:
-        pages[f"/salesforce/{script.name}"] = script
+    pages = builtin_pages("salesforce")
     settings = BridgeSettings(token=token, pages=pages)
     async with BridgeServer(settings, handler) as server:
         yield server, handler, token
