@@ -22,19 +22,37 @@ hundred agents), and only what changed during the gap is reported.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
-from collections.abc import Awaitable, Callable, Collection, Mapping
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import attrs
 
 from crmphone.adapters import CrmRecord, Outbox
-from crmphone.bridge import Command, CommandError, ConnectedClient, Dial, ErrorCode
+from crmphone.bridge import (
+    Answer,
+    Command,
+    CommandError,
+    ConnectedClient,
+    Dial,
+    ErrorCode,
+    Hangup,
+    Hold,
+    Mute,
+    StopPersistent,
+)
 from crmphone.calls import CallTracker
 from crmphone.clock import Clock, SystemClock
-from crmphone.errors import ConfigError, NotFoundError, PlatformError
-from crmphone.events import CallEvent, ConnectionState, ConnectionStateChanged, PresenceEvent
+from crmphone.errors import ConfigError, InvalidStateError, NotFoundError, PlatformError
+from crmphone.events import (
+    CallEvent,
+    ConnectionState,
+    ConnectionStateChanged,
+    Event,
+    PresenceEvent,
+)
 from crmphone.notifications import (
     ChannelSettings,
     CloseDiagnosis,
@@ -45,7 +63,17 @@ from crmphone.notifications import (
 from crmphone.platform import CallConversation, PlatformClient
 from crmphone.presence import PresenceTracker, presence_topics
 
-__all__ = ["AdapterCommands", "BridgeCommands", "Connector", "ConnectorStats", "Dialer"]
+if TYPE_CHECKING:
+    from crmphone.phone import PhoneStatus
+
+__all__ = [
+    "AdapterCommands",
+    "BridgeCommands",
+    "Connector",
+    "ConnectorStats",
+    "Dialer",
+    "PhoneControls",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -117,6 +145,7 @@ class Connector:
         self._last_noted: datetime | None = None
         self._resync_lock = asyncio.Lock()
         self._connection_states: dict[str, ConnectionState] = {}
+        self._watchers: list[Callable[[Event], None]] = []
 
     @property
     def topics(self) -> tuple[str, ...]:
@@ -131,6 +160,24 @@ class Connector:
                 *(presence_topics(agent) if self.follow_presence else ()),
             )
         )
+
+    def watch(self, callback: Callable[[Event], None]) -> Callable[[], None]:
+        """Call ``callback`` with every event the connector makes from now on (call events once
+        committed to the outbox, connection and presence status); return what stops it.
+
+        For live views such as the bridge's pages: not durable (the outbox is), and a callback
+        must not block. One that raises is logged and kept.
+        """
+        self._watchers.append(callback)
+        return functools.partial(self._watchers.remove, callback)
+
+    def _notify(self, events: Iterable[Event]) -> None:
+        for event in events:
+            for callback in list(self._watchers):
+                try:
+                    callback(event)
+                except Exception:
+                    logger.exception("connector: a watcher failed on %s (a bug)", event.name)
 
     @property
     def stream(self) -> NotificationStream | None:
@@ -206,16 +253,17 @@ class Connector:
         if state is previous:
             return
         self._connection_states[agent_id] = state
-        self.outbox.publish_status(
-            ConnectionStateChanged(
-                agent_id=agent_id, previous=previous, state=state, at=self._clock.wall()
-            )
+        event = ConnectionStateChanged(
+            agent_id=agent_id, previous=previous, state=state, at=self._clock.wall()
         )
+        self.outbox.publish_status(event)
+        self._notify([event])
 
     def _publish_presence(self, events: list[PresenceEvent]) -> None:
         for event in events:
             self.stats.presence_events += 1
             self.outbox.publish_status(event)
+        self._notify(events)
 
     async def _resync_presence(self) -> None:
         """Re-read every agent's presence and routing status; report what changed unseen."""
@@ -241,6 +289,7 @@ class Connector:
         if events:
             self.stats.call_events += len(events)
             await self.outbox.submit(events)
+            self._notify(events)
 
     async def _note_heard(self, *, force: bool = False) -> None:
         now = self._clock.wall()
@@ -338,37 +387,113 @@ class AdapterCommands:
         )
 
 
-class BridgeCommands:
-    """The :class:`~crmphone.bridge.CommandHandler` the connector gives the bridge: a page's
-    click-to-dial goes through :meth:`Connector.dial`, so the call's log links to the record the
-    page sent, in the adapter that page belongs to.
+class PhoneControls(Protocol):
+    """What :class:`BridgeCommands` needs of an agent's phone
+    (:class:`~crmphone.phone.Softphone` is one)."""
 
-    ``agent_id`` is the agent whose phone dials when the page does not say; ``adapters`` maps a
+    @property
+    def status(self) -> PhoneStatus:
+        """The connection, microphone and calls right now."""
+        ...
+
+    async def answer(self, conversation_id: str) -> None:
+        """Answer a ringing call."""
+        ...
+
+    async def hang_up(self, conversation_id: str | None = None) -> None:
+        """Hang up (or decline) a call."""
+        ...
+
+    async def mute(self, muted: bool = True) -> None:
+        """Mute or unmute the current call."""
+        ...
+
+    async def hold(self, held: bool = True) -> None:
+        """Hold or resume the current call."""
+        ...
+
+    async def stop(self, *, force: bool = False) -> None:
+        """Stop the persistent connection (``force``: even during a call)."""
+        ...
+
+
+class BridgeCommands:
+    """The :class:`~crmphone.bridge.CommandHandler` the connector gives the bridge.
+
+    A page's click-to-dial goes through :meth:`Connector.dial`, so the call's log links to the
+    record the page sent, in the adapter that page belongs to. Answer, hang up, mute and hold go to
+    the phone that has the call; stopping the persistent connection goes to ``agent_id``'s phone.
+
+    ``agent_id`` is the agent whose phone acts when a command does not say; ``adapters`` maps a
     page's kind (its hello's ``client``: ``salesforce``, ``zendesk``) to the adapter instance
-    whose log the record belongs in (default: the same name). Commands that need the agent's
-    phone in this process (answer, hang up, mute, hold, stopping the persistent connection) are
-    refused as ``unavailable`` until a phone is attached.
+    whose log the record belongs in (default: the same name); ``phones`` maps agent ids to their
+    phones in this process. Without a phone, phone commands are refused as ``unavailable``.
     """
 
     def __init__(
-        self, connector: Connector, *, agent_id: str, adapters: Mapping[str, str] | None = None
+        self,
+        connector: Connector,
+        *,
+        agent_id: str,
+        adapters: Mapping[str, str] | None = None,
+        phones: Mapping[str, PhoneControls] | None = None,
     ) -> None:
         self.connector = connector
         self.agent_id = agent_id
         self.adapters = dict(adapters or {})
+        self.phones = dict(phones or {})
 
     async def handle(self, command: Command, client: ConnectedClient) -> Mapping[str, Any]:
         """Carry out ``command`` from the page ``client``."""
-        if isinstance(command, Dial):
-            adapter = self.adapters.get(client.kind, client.kind)
-            conversation_id = await self.connector.dial(
-                command.number,
-                agent_id=command.agent_id or self.agent_id,
-                record=command.record,
-                adapter=adapter,
+        match command:
+            case Dial():
+                adapter = self.adapters.get(client.kind, client.kind)
+                conversation_id = await self.connector.dial(
+                    command.number,
+                    agent_id=command.agent_id or self.agent_id,
+                    record=command.record,
+                    adapter=adapter,
+                )
+                return {"conversation_id": conversation_id}
+            case Answer(conversation_id=conversation_id):
+                await self._phone_with(conversation_id).answer(conversation_id)
+            case Hangup(conversation_id=conversation_id):
+                await self._phone_with(conversation_id).hang_up(conversation_id)
+            case Mute(conversation_id=conversation_id, muted=muted):
+                await self._phone_with(conversation_id, current=True).mute(muted)
+            case Hold(conversation_id=conversation_id, held=held):
+                await self._phone_with(conversation_id, current=True).hold(held)
+            case StopPersistent(force=force):
+                phone = self.phones.get(self.agent_id)
+                if phone is None:
+                    raise self._no_phone(command)
+                await phone.stop(force=force)
+                return {"agent_id": self.agent_id}
+        return {"conversation_id": command.conversation_id}
+
+    def _phone_with(self, conversation_id: str, *, current: bool = False) -> PhoneControls:
+        """The phone on which ``conversation_id`` is ringing or connected (``current``: the call
+        the phone is on, which mute and hold act on)."""
+        if not self.phones:
+            raise CommandError(
+                ErrorCode.UNAVAILABLE,
+                "answering and hanging up need the agent's phone in this "
+                "crmphone process ([phone] in connector.toml)",
             )
-            return {"conversation_id": conversation_id}
-        raise CommandError(
+        for phone in self.phones.values():
+            status = phone.status
+            if status.call is not None and status.call.conversation_id == conversation_id:
+                return phone
+            if not current and any(c.conversation_id == conversation_id for c in status.ringing):
+                return phone
+        raise InvalidStateError(
+            f"no phone here is {'on' if current else 'ringing with or on'} call {conversation_id}"
+        )
+
+    @staticmethod
+    def _no_phone(command: Command) -> CommandError:
+        return CommandError(
             ErrorCode.UNAVAILABLE,
-            f"{type(command).__name__.lower()} needs the agent's phone in this crmphone process",
+            f"{command.name} needs the agent's phone in this crmphone process "
+            "([phone] in connector.toml)",
         )

@@ -19,7 +19,14 @@ from crmphone.adapters.base import (
     VolatileMemory,
     crm_error_for_status,
 )
-from crmphone.adapters.outbox import Outbox, OutboxSettings, OutboxStats
+from crmphone.adapters.outbox import (
+    CallerMatched,
+    CallLogged,
+    Outbox,
+    OutboxNotice,
+    OutboxSettings,
+    OutboxStats,
+)
 from crmphone.adapters.policy import RetryPolicy
 from crmphone.adapters.router import WorkKind
 from crmphone.adapters.store import OutboxStore, WorkItem
@@ -28,13 +35,16 @@ __all__ = [
     "Adapter",
     "AdapterContext",
     "CallLog",
+    "CallLogged",
     "CallerMatch",
+    "CallerMatched",
     "Commands",
     "CrmRecord",
     "LogStage",
     "MatchOutcome",
     "Memory",
     "Outbox",
+    "OutboxNotice",
     "OutboxSettings",
     "OutboxStats",
     "OutboxStore",

@@ -14,6 +14,10 @@ is slow or down delays its own work only.
 Status events (:meth:`Outbox.publish_status`: the phone's connection, presence) are not durable:
 they describe *now*, so when an adapter falls behind it gets the latest of each kind for each
 agent, in order, and the older states it never saw are dropped.
+
+:meth:`Outbox.watch` lets a UI follow the work as it lands (:class:`CallerMatched` when a lookup
+found who is calling, :class:`CallLogged` when a CRM write completed): the bridge's dashboard and
+screen pops. Watching is not durable and never slows the work.
 """
 
 from __future__ import annotations
@@ -33,14 +37,14 @@ from typing import Any, Literal, Self, TypeVar
 
 import attrs
 
-from crmphone.adapters.base import Adapter, CallerMatch, CrmRecord, Memory
+from crmphone.adapters.base import Adapter, CallerMatch, CallLog, CrmRecord, Memory
 from crmphone.adapters.policy import RetryPolicy
 from crmphone.adapters.router import WorkKind
 from crmphone.adapters.store import AdapterRoute, EnqueueResult, OutboxStore, WorkItem
 from crmphone.errors import CrmPermanentError, CrmRetryableError, InvalidStateError
 from crmphone.events import CallEvent, PresenceChanged, RoutingStatusChanged, StatusEvent
 
-__all__ = ["Outbox", "OutboxSettings", "OutboxStats"]
+__all__ = ["CallLogged", "CallerMatched", "Outbox", "OutboxNotice", "OutboxSettings", "OutboxStats"]
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +53,31 @@ _ERROR_TEXT_LIMIT = 500
 # An idle worker still looks at the file this often: `crmphone outbox retry`, run from another
 # process, cannot wake it otherwise.
 _IDLE_POLL_SECONDS = 2.0
+
+
+@attrs.frozen
+class CallerMatched:
+    """``adapter``'s lookup for the call ``log`` is done: ``match`` is who is calling.
+
+    ``expired``: the pop came too late to be worth showing (:attr:`OutboxSettings.pop_ttl`).
+    """
+
+    adapter: str
+    log: CallLog
+    match: CallerMatch
+    expired: bool = False
+
+
+@attrs.frozen
+class CallLogged:
+    """``adapter`` wrote ``log`` (this stage of the call) into its CRM."""
+
+    adapter: str
+    log: CallLog
+
+
+OutboxNotice = CallerMatched | CallLogged
+"""What :meth:`Outbox.watch` callbacks receive."""
 
 
 @attrs.frozen
@@ -147,6 +176,7 @@ class Outbox:
         }
         self._status_ready = {name: asyncio.Event() for name in self._status}
         self._memories: dict[str, Memory] = {}
+        self._watchers: list[Callable[[OutboxNotice], None]] = []
         self._tasks: list[asyncio.Task[None]] = []
         self._accepting = False
         self._stopping = False
@@ -289,6 +319,21 @@ class Outbox:
             if len(backlog) > self.settings.status_backlog:
                 backlog.pop(next(iter(backlog)))
             self._status_ready[name].set()
+
+    def watch(self, callback: Callable[[OutboxNotice], None]) -> Callable[[], None]:
+        """Call ``callback`` with each :data:`OutboxNotice` from now on; return what stops it.
+
+        Callbacks run on the event loop and must not block; one that raises is logged and kept.
+        """
+        self._watchers.append(callback)
+        return functools.partial(self._watchers.remove, callback)
+
+    def _notify(self, notice: OutboxNotice) -> None:
+        for callback in list(self._watchers):
+            try:
+                callback(notice)
+            except Exception:
+                logger.exception("outbox: a watcher failed on %s (a bug)", type(notice).__name__)
 
     async def depth(self, adapter: str) -> int:
         """Pending work of ``adapter``."""
@@ -468,6 +513,7 @@ class Outbox:
             if outcome is None:
                 done.extend(delivery.ids)
                 self.stats.writes_done[name] += 1
+                self._notify(CallLogged(name, delivery.log))
             else:
                 writes.append(self._failed(name, item, delivery.ids, outcome))
         # Together, so a failed batch of 200 shares one commit instead of 200 in a row.
@@ -478,6 +524,7 @@ class Outbox:
     async def _deliver(self, name: str, item: WorkItem) -> None:
         adapter = self.adapters[name]
         ids: tuple[int, ...] = (item.id,)
+        logged: CallLog | None = None
         try:
             async with asyncio.timeout(self.settings.hook_timeout):
                 if item.kind is WorkKind.POP:
@@ -487,6 +534,7 @@ class Outbox:
                     if delivery is not None:
                         ids = delivery.ids
                         await adapter.log_call(delivery.log)
+                        logged = delivery.log
         except asyncio.CancelledError:
             raise  # shutting down: the work stays queued
         except Exception as exc:  # noqa: BLE001 - every failure is classified below
@@ -495,6 +543,8 @@ class Outbox:
         await self._write(lambda store: store.complete(ids))
         if item.kind is WorkKind.LOG:
             self.stats.writes_done[name] += 1
+        if logged is not None:
+            self._notify(CallLogged(name, logged))
 
     async def _pop(self, name: str, adapter: Adapter, item: WorkItem) -> None:
         log = await self._read(lambda store: store.call_log(name, item.log_key))
@@ -505,11 +555,14 @@ class Outbox:
         if match is not None:
             await self._write(lambda store: store.save_match(name, item.log_key, match))
             log = attrs.evolve(log, match=match)
+        found = match or log.match or CallerMatch(log.customer_number)
         if item.expires is not None and self._clock() > item.expires:
             self.stats.pops_expired[name] += 1
+            self._notify(CallerMatched(name, log, found, expired=True))
             return
+        self._notify(CallerMatched(name, log, found))
         if kind.implements("screen_pop"):
-            await adapter.screen_pop(log, match or log.match or CallerMatch(log.customer_number))
+            await adapter.screen_pop(log, found)
 
     async def _failed(
         self, name: str, item: WorkItem, ids: tuple[int, ...], exc: Exception

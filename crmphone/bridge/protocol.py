@@ -23,7 +23,13 @@ Bridge → page:
      "commands": [...], "max_frame": 65536}
     {"type": "event", "event": "call.alerting", "data": {...}}        see event_message()
     {"type": "pop", "call": "<conversation id>", "agent_id": "…" | null,
-     "outcome": "one" | "many" | "none", "records": [{"kind", "id", "name"}], "number": "…" | null}
+     "outcome": "one" | "many" | "none", "records": [{"kind", "id", "name"}], "number": "…" | null,
+     "adapter": "salesforce"}                                         adapter: when known
+    {"type": "agents", "agents": [{"id": "…", "name": "…"}]}          the roster (replaces the last)
+    {"type": "logged", "adapter": "salesforce", "call": "<conversation id>", "agent_id": "…",
+     "stage": "connected" | "ended" | "wrapped_up", "direction": "inbound" | "outbound",
+     "number": "…" | null, "caller_name": "…" | null, "record": {"kind", "id", "name"} | null,
+     "at": "…"}                                                       a CRM write completed
     {"type": "result", "id": 7, "ok": true, "data": {...}}
     {"type": "result", "id": 7 | null, "ok": false, "error": {"code": "…", "message": "…"}}
 
@@ -65,7 +71,7 @@ from typing import Any, ClassVar, Final, TypeAlias
 
 import attrs
 
-from crmphone.adapters import CallerMatch, CrmRecord
+from crmphone.adapters import CallerMatch, CallLog, CrmRecord
 from crmphone.errors import (
     ConfigError,
     CrmphoneError,
@@ -102,9 +108,11 @@ __all__ = [
     "Hold",
     "Mute",
     "StopPersistent",
+    "agents_message",
     "encode",
     "error_message",
     "event_message",
+    "logged_message",
     "parse_command",
     "parse_hello",
     "pop_message",
@@ -716,20 +724,49 @@ def event_message(event: Event) -> dict[str, Any]:
 
 
 def pop_message(
-    conversation_id: str, match: CallerMatch, *, agent_id: str | None = None
+    conversation_id: str,
+    match: CallerMatch,
+    *,
+    agent_id: str | None = None,
+    adapter: str | None = None,
 ) -> dict[str, Any]:
     """The screen-pop instruction for the call ``conversation_id``: which record(s) to show.
 
     ``outcome`` is ``one`` (open that record), ``many`` (a search page; the first record is the one
-    the log links to) or ``none`` (a new-record form with ``number``, or nothing).
+    the log links to) or ``none`` (a new-record form with ``number``, or nothing). ``adapter``
+    names the CRM whose records these are (added to the message when given).
     """
     return {
         "type": "pop",
+        **({} if adapter is None else {"adapter": adapter}),
         "call": conversation_id,
         "agent_id": agent_id,
         "outcome": match.outcome.value,
         "records": [record.to_json() for record in match.records],
         "number": match.number,
+    }
+
+
+def agents_message(agents: Mapping[str, str]) -> dict[str, Any]:
+    """The roster of agents the pages may show: agent id → display name (replaces the last)."""
+    return {"type": "agents", "agents": [{"id": id_, "name": name} for id_, name in agents.items()]}
+
+
+def logged_message(adapter: str, log: CallLog, at: datetime) -> dict[str, Any]:
+    """``adapter`` wrote ``log`` into its CRM at ``at``: what the dashboard lists as "just
+    written" (the record is the one the log links to, when known)."""
+    record = log.record
+    return {
+        "type": "logged",
+        "adapter": adapter,
+        "call": log.conversation_id,
+        "agent_id": log.agent_id,
+        "stage": log.stage.name.lower(),
+        "direction": log.direction.value,
+        "number": log.customer_number,
+        "caller_name": log.caller_name,
+        "record": None if record is None else record.to_json(),
+        "at": _iso_utc(at),
     }
 
 

@@ -165,7 +165,8 @@ class BridgeStats:
     ``refused_origins``: handshakes refused for their ``Origin``; ``refused_hellos``: sockets
     closed with 4401; ``dropped_slow``: pages closed with 1013; ``commands``: commands handed to
     the handler; ``failed_results``: failed results sent (malformed frames included);
-    ``internal_errors``: handler failures that were not crmphone errors (bugs).
+    ``internal_errors``: handler failures that were not crmphone errors (bugs);
+    ``published``: frames queued for pages by :meth:`BridgeServer.publish` (one per page).
     """
 
     sockets: int
@@ -176,6 +177,7 @@ class BridgeStats:
     commands: int
     failed_results: int
     internal_errors: int
+    published: int = 0
 
 
 def _pages(
@@ -239,6 +241,8 @@ class BridgeSettings:
     ``send_queue``: messages that may wait for one page before it counts as stalled and is
     dropped. ``close_timeout``: seconds a close may take before the connection is cut.
     ``max_pending_commands``: commands of one page running at once (more are answered ``busy``).
+    ``tls_cert_file``/``tls_key_file``: serve HTTPS and WSS with this certificate chain and key
+    (PEM; both or neither). Salesforce loads an Open CTI page only over HTTPS.
 
     Invalid values raise :class:`~crmphone.errors.ConfigError` naming ``bridge.<setting>``.
     """
@@ -257,6 +261,8 @@ class BridgeSettings:
     send_queue: int = attrs.field(default=256, validator=_positive)
     close_timeout: float = attrs.field(default=2.0, validator=_positive)
     max_pending_commands: int = attrs.field(default=16, validator=_positive)
+    tls_cert_file: Path | None = attrs.field(default=None, converter=_optional_path)
+    tls_key_file: Path | None = attrs.field(default=None, converter=_optional_path)
 
     def __attrs_post_init__(self) -> None:
         if (self.token is None) == (self.token_path is None):
@@ -264,6 +270,16 @@ class BridgeSettings:
                 "give exactly one of token_path (a file the bridge keeps its token in) and token",
                 key="bridge.token_path",
             )
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ConfigError(
+                "give both tls_cert_file and tls_key_file (HTTPS), or neither (HTTP)",
+                key="bridge.tls_cert_file",
+            )
+
+    @property
+    def tls(self) -> bool:
+        """Whether the bridge serves HTTPS/WSS."""
+        return self.tls_cert_file is not None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -403,6 +419,14 @@ class _SecurityHeaders:
         await self._app(scope, receive, send_with_headers)
 
 
+def _frame(message: Event | Mapping[str, Any]) -> str:
+    if isinstance(message, Mapping):
+        if not isinstance(message.get("type"), str):
+            raise UsageError("a bridge message needs a string 'type' (event, pop, …)")
+        return encode(message)
+    return encode(event_message(message))
+
+
 def _media_type(file: Path) -> str:
     return _MEDIA_TYPES.get(file.suffix.lower(), "application/octet-stream")
 
@@ -424,7 +448,9 @@ class BridgeServer:
     """The bridge: serves the CRM pages, tells them about events, takes their commands.
 
     ``await start()`` / ``await stop()``, or ``async with``. :meth:`publish` sends an event or a
-    message to every authenticated page. Raises :class:`~crmphone.errors.ConfigError` at start for
+    message to every authenticated page. ``replay(client)``, when given, returns what a page that
+    just authenticated sees first (the current state, as the same messages), right after the
+    welcome and before anything published later. Raises :class:`~crmphone.errors.ConfigError` at start for
     a bad token file or a missing page file, :class:`~crmphone.errors.TransportError` when the
     address cannot be bound.
     """
@@ -435,9 +461,11 @@ class BridgeServer:
         handler: CommandHandler,
         *,
         clock: Clock | None = None,
+        replay: Callable[[ConnectedClient], Iterable[Event | Mapping[str, Any]]] | None = None,
     ) -> None:
         self.settings = settings
         self._handler = handler
+        self._replay = replay
         self._clock: Clock = clock if clock is not None else SystemClock()
         self._token: BridgeToken | None = settings.token
         self._served: ServedApp | None = None
@@ -457,6 +485,7 @@ class BridgeServer:
                 "commands",
                 "failed_results",
                 "internal_errors",
+                "published",
             ),
             0,
         )
@@ -474,6 +503,18 @@ class BridgeServer:
         for url_path, file in settings.pages:
             if not await asyncio.to_thread(file.is_file):
                 raise ConfigError(f"{url_path}: no such file {file}", key="bridge.pages")
+        tls: dict[str, Any] = {}
+        if settings.tls_cert_file is not None and settings.tls_key_file is not None:
+            for key, file in (
+                ("tls_cert_file", settings.tls_cert_file),
+                ("tls_key_file", settings.tls_key_file),
+            ):
+                if not await asyncio.to_thread(file.is_file):
+                    raise ConfigError(f"no such file {file}", key=f"bridge.{key}")
+            tls = {
+                "ssl_certfile": str(settings.tls_cert_file),
+                "ssl_keyfile": str(settings.tls_key_file),
+            }
         served = await ServedApp.start(
             self._app(),
             host=settings.host,
@@ -486,6 +527,7 @@ class BridgeServer:
             ws_max_size=_WS_MAX_SIZE,
             # Frames are small; and with nothing compressed there is no compression oracle.
             ws_per_message_deflate=False,
+            **tls,
         )
         try:
             self._configure(served.port)
@@ -500,13 +542,14 @@ class BridgeServer:
         hosts = [url_host(self.settings.host)]
         if self.settings.host in _LOOPBACK_NAMES or self.settings.host == "::1":
             hosts += [name for name in _LOOPBACK_NAMES if name not in hosts]
-        own = [OriginPattern.parse(f"http://{host}:{port}") for host in hosts]
+        scheme, ws_scheme = ("https", "wss") if self.settings.tls else ("http", "ws")
+        own = [OriginPattern.parse(f"{scheme}://{host}:{port}") for host in hosts]
         self._policy = OriginPolicy(
             (*self.settings.allowed_origins, *own),
             allow_missing=self.settings.allow_missing_origin,
         )
         csp = content_security_policy(
-            websocket_origins=[f"ws://{host}:{port}" for host in hosts],
+            websocket_origins=[f"{ws_scheme}://{host}:{port}" for host in hosts],
             frame_ancestors=self.settings.allowed_origins,
             script_sources=self.settings.csp_script_sources,
         )
@@ -562,13 +605,15 @@ class BridgeServer:
 
     @property
     def url(self) -> str:
-        """``http://host:port``, where the pages and ``/healthz`` are."""
-        return f"http://{url_host(self.settings.host)}:{self.port}"
+        """``http://host:port`` (``https`` with TLS), where the pages and ``/healthz`` are."""
+        scheme = "https" if self.settings.tls else "http"
+        return f"{scheme}://{url_host(self.settings.host)}:{self.port}"
 
     @property
     def ws_url(self) -> str:
-        """``ws://host:port/ws``, the WebSocket pages connect to."""
-        return f"ws://{url_host(self.settings.host)}:{self.port}{WEBSOCKET_PATH}"
+        """``ws://host:port/ws`` (``wss`` with TLS), the WebSocket pages connect to."""
+        scheme = "wss" if self.settings.tls else "ws"
+        return f"{scheme}://{url_host(self.settings.host)}:{self.port}{WEBSOCKET_PATH}"
 
     @property
     def token(self) -> BridgeToken:
@@ -587,8 +632,14 @@ class BridgeServer:
         """A snapshot of the bridge's counters."""
         return BridgeStats(sockets=self._sockets, clients=self.clients, **self._counts)
 
-    def publish(self, message: Event | Mapping[str, Any]) -> int:
-        """Send ``message`` to every authenticated page; return how many it was queued for.
+    def publish(
+        self,
+        message: Event | Mapping[str, Any],
+        *,
+        to: Callable[[ConnectedClient], bool] | None = None,
+    ) -> int:
+        """Send ``message`` to every authenticated page (those ``to`` accepts, when given);
+        return how many it was queued for.
 
         ``message`` is a crmphone event (sent as :func:`~crmphone.bridge.protocol.event_message`
         makes it) or a ready message such as :func:`~crmphone.bridge.protocol.pop_message`'s.
@@ -596,19 +647,16 @@ class BridgeServer:
         :class:`~crmphone.errors.UsageError` for a message without a string ``type`` or holding
         what JSON cannot say, ValueError for an event with a naive time.
         """
-        if isinstance(message, Mapping):
-            if not isinstance(message.get("type"), str):
-                raise UsageError("a bridge message needs a string 'type' (event, pop, …)")
-            body = message
-        else:
-            body = event_message(message)
-        frame = encode(body)
+        frame = _frame(message)
         queued = 0
         for link in list(self._links.values()):
+            if to is not None and not to(link.client):
+                continue
             if link.offer(frame):
                 queued += 1
             elif link.dropped and link.closing:
                 self._note_dropped(link)
+        self._counts["published"] += queued
         return queued
 
     # ------------------------------------------------------------------ HTTP
@@ -694,8 +742,17 @@ class BridgeServer:
             id=f"c{next(self._ids)}", kind=kind, origin=origin, connected_at=self._clock.wall()
         )
         link = _Link(websocket, client, self.settings)
-        # The welcome is queued before the page joins the broadcast: it is always the first frame.
+        # The welcome is queued before the page joins the broadcast: it is always the first frame,
+        # followed by the replay of the current state, then whatever is published from now on.
         link.offer(encode(welcome_message(client.kind, client.id)))
+        if self._replay is not None:
+            try:
+                frames = [_frame(message) for message in self._replay(client)]
+            except Exception:
+                logger.exception("bridge: the replay for %s failed (a bug)", client.id)
+                frames = []
+            for frame in frames:
+                link.offer(frame)
         link.start()
         self._links[client.id] = link
         logger.info("bridge: %s page connected as %s (origin %r)", kind, client.id, origin)
