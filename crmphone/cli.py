@@ -629,13 +629,24 @@ async def _run_connector(
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
 
-    def announce(connector: Any, health: Any, sandbox: Any) -> None:
+    def announce(services: Any) -> None:
+        health, sandbox, bridge = services.health, services.sandbox, services.bridge
         where = f"; health on {health.url}" if health is not None else ""
         platform = f" (embedded sandbox {sandbox.base_url})" if sandbox is not None else ""
         click.echo(
-            f"crmphone run: following {len(connector.agent_ids)} agent(s){platform}{where}",
+            f"crmphone run: following {len(services.connector.agent_ids)} agent(s)"
+            f"{platform}{where}",
             err=True,
         )
+        if services.phone is not None:
+            click.echo(f"crmphone run: {services.phone.agent_id}'s phone is logged in", err=True)
+        if bridge is not None:
+            pages = ", ".join(f"{bridge.url}/{name}/" for name in services.config.bridge.pages)
+            click.echo(
+                f"crmphone run: bridge pages at {pages} (token in "
+                f"{services.config.bridge.token_file})",
+                err=True,
+            )
 
     await run_connector(
         config,
@@ -643,7 +654,7 @@ async def _run_connector(
         health_port=health_port,
         adapters=adapters,
         commands=commands,
-        on_ready=announce,
+        on_started=announce,
     )
     click.echo("crmphone run: stopped", err=True)
 

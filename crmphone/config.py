@@ -47,6 +47,25 @@ never passes silently.
     level = "info"
     format = "text"                       # or "json"
 
+    [bridge]                              # the local server the CRM pages talk to (absent: off)
+    host = "127.0.0.1"
+    port = 8765                           # fixed: the Call Center file and the app name it
+    token_file = "crmphone-bridge.token"  # made on first start, mode 0600
+    tls_cert_file = "localhost.pem"       # HTTPS (Salesforce loads Open CTI pages only over it)
+    tls_key_file = "localhost-key.pem"
+    pages = ["salesforce", "zendesk", "dashboard"]
+    allowed_origins = ["https://*.lightning.force.com", "https://*.my.salesforce.com"]
+    script_sources = ["https://*.force.com", "https://static.zdassets.com"]
+    [bridge.page_adapters]                # a page's kind -> the adapter instance it belongs to
+    salesforce = "salesforce"
+
+    [phone]                               # the agent's softphone in this process (absent: none)
+    agent = "5a1c…"                       # the agent's platform user id
+    token_env = "CRMPHONE_AGENT_TOKEN"    # genesys: NAME of the variable with the agent's token
+    auto_answer = false
+    inactivity_timeout = 600.0
+    keep_microphone_live = false
+
 Secrets (the OAuth client secret) are read from the environment when the file is loaded; they are
 kept out of every repr and every error message. ``attrs.asdict`` of a config *does* contain them:
 never log that.
@@ -72,13 +91,16 @@ from crmphone.errors import ConfigError, PluginError
 from crmphone.platform.regions import resolve_region
 
 __all__ = [
+    "DEFAULT_BRIDGE_PORT",
     "DEFAULT_OUTBOX_FILE",
     "AdapterConfig",
     "AgentsConfig",
+    "BridgeConfig",
     "ConnectorConfig",
     "LogConfig",
     "LogFormat",
     "OutboxConfig",
+    "PhoneConfig",
     "PlatformConfig",
     "PlatformKind",
     "Synchronous",
@@ -87,6 +109,17 @@ __all__ = [
 ]
 
 DEFAULT_OUTBOX_FILE: Final = "crmphone-outbox.sqlite3"
+DEFAULT_BRIDGE_PORT: Final = 8765
+DEFAULT_BRIDGE_TOKEN_FILE: Final = "crmphone-bridge.token"  # noqa: S105 - a file's name
+DEFAULT_AGENT_TOKEN_ENV: Final = "CRMPHONE_AGENT_TOKEN"  # noqa: S105 - a variable's name
+# Where the pages' CRM libraries come from: Open CTI (opencti_min.js, from the org's own domain)
+# and the Zendesk Apps framework SDK.
+DEFAULT_SCRIPT_SOURCES: Final = (
+    "https://*.force.com",
+    "https://*.salesforce.com",
+    "https://static.zdassets.com",
+)
+BUILTIN_PAGE_SETS: Final = ("salesforce", "zendesk", "dashboard")
 DEFAULT_CLIENT_ID_ENV: Final = "CRMPHONE_CLIENT_ID"
 DEFAULT_CLIENT_SECRET_ENV: Final = "CRMPHONE_CLIENT_SECRET"  # noqa: S105 - a variable's name
 _LOG_LEVELS: Final = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -240,6 +273,37 @@ class LogConfig:
 
 
 @attrs.frozen(kw_only=True)
+class BridgeConfig:
+    """``[bridge]``: the local server the CRM pages (Open CTI, the Zendesk app, the dashboard)
+    talk to. Off unless the table is present (``enabled = false`` turns a present one off)."""
+
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    port: int = DEFAULT_BRIDGE_PORT
+    token_file: Path
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
+    pages: tuple[str, ...] = BUILTIN_PAGE_SETS
+    allowed_origins: tuple[str, ...] | None = None
+    script_sources: tuple[str, ...] = DEFAULT_SCRIPT_SOURCES
+    page_adapters: Mapping[str, str] = attrs.field(factory=dict, converter=_frozen_map)
+
+
+@attrs.frozen(kw_only=True)
+class PhoneConfig:
+    """``[phone]``: the agent's softphone, run in this process, that the pages' commands drive
+    and click-to-dial dials with. ``token`` is the agent's user token, read from the variable
+    ``token_env`` (Genesys Cloud; the sandbox signs the agent in itself)."""
+
+    agent: str
+    token_env: str = DEFAULT_AGENT_TOKEN_ENV
+    token: str | None = attrs.field(default=None, repr=False)
+    auto_answer: bool = False
+    inactivity_timeout: float = 600.0
+    keep_microphone_live: bool = False
+
+
+@attrs.frozen(kw_only=True)
 class ConnectorConfig:
     """The whole ``connector.toml``. Build it with :func:`load_config` or :func:`parse_config`.
 
@@ -253,6 +317,8 @@ class ConnectorConfig:
     plugins_allow: tuple[str, ...] | None = None
     outbox: OutboxConfig
     log: LogConfig = attrs.field(factory=LogConfig)
+    bridge: BridgeConfig | None = None
+    phone: PhoneConfig | None = None
     source: Path | None = None
 
     def adapter(self, instance: str) -> AdapterConfig:
@@ -389,7 +455,7 @@ class _Parser:
         _check_keys(
             document,
             "",
-            ("platform", "agents", "adapters", "plugins", "outbox", "log"),
+            ("platform", "agents", "adapters", "plugins", "outbox", "log", "bridge", "phone"),
             what="top-level name",
         )
         platform = self._platform(_table(document, "platform", "platform"))
@@ -408,6 +474,8 @@ class _Parser:
             plugins_allow=allow,
             outbox=self._outbox(_table(document, "outbox", "outbox")),
             log=self._log(_table(document, "log", "log")),
+            bridge=self._bridge(document, instances),
+            phone=self._phone(document, platform),
         )
 
     # ------------------------------------------------------------------ [platform]
@@ -495,7 +563,9 @@ class _Parser:
             login_base, "platform.login_base"
         )
 
-    def _secret(self, key: str, variable: str, required: bool) -> str | None:
+    def _secret(
+        self, key: str, variable: str, required: bool, *, what: str | None = None
+    ) -> str | None:
         value = self._environ.get(variable)
         if value:
             return value
@@ -507,9 +577,10 @@ class _Parser:
             else "the environment variable this key names"
         )
         state = "is empty" if value is not None else "is not set"
+        default_what = f"the OAuth client's {'secret' if 'secret' in key else 'id'}"
         raise ConfigError(
-            f"{shown} {state}; export it with the OAuth client's "
-            f"{'secret' if 'secret' in key else 'id'}, or set {key.split('.')[-1]} to the name "
+            f"{shown} {state}; export it with {what or default_what}, or set "
+            f"{key.split('.')[-1]} to the name "
             "of the variable that holds it",
             key=key,
         )
@@ -730,6 +801,135 @@ class _Parser:
         return LogConfig(
             level=level.strip().upper(),
             format=_choice(table, "log.format", LogFormat, LogFormat.TEXT),
+        )
+
+    # ------------------------------------------------------------------ [bridge], [phone]
+
+    def _bridge(self, document: Mapping[str, Any], instances: list[str]) -> BridgeConfig | None:
+        if "bridge" not in document:
+            return None
+        table = _table(document, "bridge", "bridge")
+        _check_keys(
+            table,
+            "bridge",
+            (
+                "enabled",
+                "host",
+                "port",
+                "token_file",
+                "tls_cert_file",
+                "tls_key_file",
+                "pages",
+                "allowed_origins",
+                "script_sources",
+                "page_adapters",
+            ),
+            hint={"token": "the token is never written here: the bridge keeps it in token_file"},
+        )
+        host = _optional_string(table, "bridge.host") or "127.0.0.1"
+        port = table.get("port", DEFAULT_BRIDGE_PORT)
+        if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
+            raise ConfigError(
+                f"must be a TCP port from 1 to 65535 (0: any free one), {_got(port)}; such as "
+                f"port = {DEFAULT_BRIDGE_PORT} (CRM pages are configured with a fixed address)",
+                key="bridge.port",
+            )
+        cert = _optional_string(table, "bridge.tls_cert_file")
+        key = _optional_string(table, "bridge.tls_key_file")
+        if (cert is None) != (key is None):
+            raise ConfigError(
+                "give both tls_cert_file and tls_key_file (HTTPS), or neither (HTTP)",
+                key="bridge.tls_key_file" if key is None else "bridge.tls_cert_file",
+            )
+        pages: tuple[str, ...] = BUILTIN_PAGE_SETS
+        if "pages" in table:
+            pages = _string_list(table["pages"], "bridge.pages")
+            for index, name in enumerate(pages):
+                if name not in BUILTIN_PAGE_SETS:
+                    raise ConfigError(
+                        f"{name!r} is not a page set crmphone ships; choose from "
+                        f"{', '.join(BUILTIN_PAGE_SETS)}" + _suggest(name, BUILTIN_PAGE_SETS),
+                        key=f"bridge.pages[{index}]",
+                    )
+        origins = None
+        if "allowed_origins" in table:
+            origins = _string_list(table["allowed_origins"], "bridge.allowed_origins")
+        sources: tuple[str, ...] = DEFAULT_SCRIPT_SOURCES
+        if "script_sources" in table:
+            sources = _string_list(table["script_sources"], "bridge.script_sources")
+        page_adapters = table.get("page_adapters", {})
+        if not isinstance(page_adapters, Mapping):
+            raise ConfigError(
+                f'must be a table of page kind = "adapter instance", {_got(page_adapters)}',
+                key="bridge.page_adapters",
+            )
+        for kind, instance in page_adapters.items():
+            _label(kind, f"bridge.page_adapters.{kind}")
+            if instance not in instances:
+                named = (
+                    f"names no [[adapters]] instance: {instance!r}"
+                    if isinstance(instance, str) and len(instance) <= 40
+                    else f"must name an [[adapters]] instance, {_got(instance)}"
+                )
+                raise ConfigError(
+                    f"{named}; there are {', '.join(instances) or 'none'}",
+                    key=f"bridge.page_adapters.{kind}",
+                )
+        enabled = table.get("enabled", True)
+        if not isinstance(enabled, bool):
+            raise ConfigError(f"must be true or false, {_got(enabled)}", key="bridge.enabled")
+        return BridgeConfig(
+            enabled=enabled,
+            host=host,
+            port=port,
+            token_file=self._path(
+                _optional_string(table, "bridge.token_file") or DEFAULT_BRIDGE_TOKEN_FILE
+            ),
+            tls_cert_file=None if cert is None else self._path(cert),
+            tls_key_file=None if key is None else self._path(key),
+            pages=pages,
+            allowed_origins=origins,
+            script_sources=sources,
+            page_adapters=dict(page_adapters),
+        )
+
+    def _phone(self, document: Mapping[str, Any], platform: PlatformConfig) -> PhoneConfig | None:
+        if "phone" not in document:
+            return None
+        table = _table(document, "phone", "phone")
+        _check_keys(
+            table,
+            "phone",
+            ("agent", "token_env", "auto_answer", "inactivity_timeout", "keep_microphone_live"),
+            hint={
+                "token": "the agent's token never goes in this file: set token_env to the NAME "
+                "of the environment variable that holds it"
+            },
+        )
+        agent = _optional_string(table, "phone.agent")
+        if agent is None:
+            raise ConfigError(
+                "is required: the platform user id of the agent whose phone this is",
+                key="phone.agent",
+            )
+        token_env = _env_name(table, "phone.token_env", DEFAULT_AGENT_TOKEN_ENV)
+        token = None
+        if platform.kind is PlatformKind.GENESYS:
+            token = self._secret(
+                "phone.token_env", token_env, required=True, what="the agent's access token"
+            )
+        flags = {}
+        for name in ("auto_answer", "keep_microphone_live"):
+            value = table.get(name, False)
+            if not isinstance(value, bool):
+                raise ConfigError(f"must be true or false, {_got(value)}", key=f"phone.{name}")
+            flags[name] = value
+        return PhoneConfig(
+            agent=agent,
+            token_env=token_env,
+            token=token,
+            inactivity_timeout=_seconds(table, "phone.inactivity_timeout", 600.0),
+            **flags,
         )
 
     def _path(self, value: str) -> Path:

@@ -473,12 +473,13 @@ class BridgeCommands:
 
     def _phone_with(self, conversation_id: str, *, current: bool = False) -> PhoneControls:
         """The phone on which ``conversation_id`` is ringing or connected (``current``: the call
-        the phone is on, which mute and hold act on)."""
+        the phone is on, which mute and hold act on); else the desk agent's phone, which refuses
+        a call it does not have."""
         if not self.phones:
             raise CommandError(
                 ErrorCode.UNAVAILABLE,
-                "answering and hanging up need the agent's phone in this "
-                "crmphone process ([phone] in connector.toml)",
+                "answering and hanging up need the agent's phone in this crmphone process "
+                "([phone] in connector.toml)",
             )
         for phone in self.phones.values():
             status = phone.status
@@ -486,9 +487,14 @@ class BridgeCommands:
                 return phone
             if not current and any(c.conversation_id == conversation_id for c in status.ringing):
                 return phone
-        raise InvalidStateError(
-            f"no phone here is {'on' if current else 'ringing with or on'} call {conversation_id}"
-        )
+        desk = self.phones.get(self.agent_id)
+        if desk is None:
+            raise InvalidStateError(f"no phone here has call {conversation_id}")
+        if current and (
+            desk.status.call is None or desk.status.call.conversation_id != conversation_id
+        ):
+            raise InvalidStateError(f"{self.agent_id}'s phone is not on call {conversation_id}")
+        return desk
 
     @staticmethod
     def _no_phone(command: Command) -> CommandError:

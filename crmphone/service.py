@@ -2,8 +2,12 @@
 
 Builds, in order: the platform (an embedded sandbox, a sandbox at a URL, or Genesys Cloud with
 client credentials from the environment), the agents to follow, each ``[[adapters]]`` entry from
-its plugin, the outbox, the health server (with ``--health-port``) and the
-:class:`~crmphone.connector.Connector`. On stop it drains the writes in flight, then exits.
+its plugin, the agent's phone (``[phone]``: signed in with the agent's own token, which is what
+may dial), the outbox, the :class:`~crmphone.connector.Connector`, the health server (with
+``--health-port``) and the bridge (``[bridge]``: the CRM pages, fed by a
+:class:`~crmphone.bridging.BridgeFeed`, their commands carried out by
+:class:`~crmphone.connector.BridgeCommands` on the phone). On stop it drains the writes in flight,
+logs the phone out, then exits.
 """
 
 from __future__ import annotations
@@ -20,12 +24,20 @@ import attrs
 
 from crmphone.adapters import Adapter, AdapterContext, Outbox, OutboxSettings, RetryPolicy
 from crmphone.adapters.registry import load_adapter_class
+from crmphone.bridge import (
+    DEFAULT_ALLOWED_ORIGINS,
+    BridgeServer,
+    BridgeSettings,
+    builtin_pages,
+)
+from crmphone.bridging import BridgeFeed
 from crmphone.config import ConnectorConfig, LogFormat, PlatformKind
-from crmphone.connector import AdapterCommands, Connector, Dialer
+from crmphone.connector import AdapterCommands, BridgeCommands, Connector, Dialer, PhoneControls
+from crmphone.errors import InvalidStateError, PlatformError
 from crmphone.health import ConnectorMetrics, HealthServer, Readiness
-from crmphone.platform import ClientCredentials, PlatformClient
+from crmphone.platform import ClientCredentials, PlatformClient, StaticToken, TokenProvider
 
-__all__ = ["build_adapters", "configure_logging", "run_connector"]
+__all__ = ["Services", "build_adapters", "configure_logging", "run_connector"]
 
 logger = logging.getLogger(__name__)
 
@@ -105,8 +117,32 @@ def build_adapters(
     return adapters, commands
 
 
+@attrs.frozen
+class _Platform:
+    client: PlatformClient
+    sandbox: Any
+    api_base: str
+    client_id: str
+
+
+@attrs.define
+class Services:
+    """What a running connector is made of (``run_connector``'s ``on_started`` gets it)."""
+
+    config: ConnectorConfig
+    connector: Connector
+    outbox: Outbox
+    sandbox: Any = None
+    """The embedded :class:`~crmphone.sandbox.SandboxServer`, if any."""
+    health: HealthServer | None = None
+    bridge: BridgeServer | None = None
+    feed: BridgeFeed | None = None
+    phone: Any = None
+    """The agent's :class:`~crmphone.phone.Softphone` (``[phone]``), if any."""
+
+
 @contextlib.asynccontextmanager
-async def _platform(config: ConnectorConfig) -> AsyncIterator[tuple[PlatformClient, Any]]:
+async def _platform(config: ConnectorConfig) -> AsyncIterator[_Platform]:
     """An open platform client (and the embedded sandbox, when the config asks for one)."""
     platform = config.platform
     async with contextlib.AsyncExitStack() as stack:
@@ -141,7 +177,133 @@ async def _platform(config: ConnectorConfig) -> AsyncIterator[tuple[PlatformClie
         )
         client = await stack.enter_async_context(PlatformClient(api_base=api_base, tokens=tokens))
         await tokens.token()  # fail fast, with a clear message, on bad credentials
-        yield client, sandbox
+        yield _Platform(client=client, sandbox=sandbox, api_base=api_base, client_id=client_id)
+
+
+@contextlib.asynccontextmanager
+async def _agent_phone(config: ConnectorConfig, platform: _Platform) -> AsyncIterator[Any]:
+    """The ``[phone]`` agent's softphone, logged in (and out again at the end)."""
+    from crmphone._webrtc import LOOPBACK_ICE, IceSettings
+    from crmphone.phone import PhoneSettings, Softphone
+
+    phone_config = config.phone
+    assert phone_config is not None
+    tokens: TokenProvider
+    if config.platform.kind is PlatformKind.SANDBOX:
+        from crmphone.testing import sign_in_sandbox_agent
+
+        # The sandbox signs its agents in as a browser would (Authorization Code + PKCE).
+        tokens = await sign_in_sandbox_agent(
+            platform.api_base, phone_config.agent, client_id=platform.client_id
+        )
+        ice = LOOPBACK_ICE
+    else:
+        assert phone_config.token is not None  # the config insists on it for Genesys Cloud
+        tokens = StaticToken(phone_config.token)
+        ice = IceSettings()
+    settings = PhoneSettings(
+        auto_answer=phone_config.auto_answer,
+        keep_microphone_live=phone_config.keep_microphone_live,
+        inactivity_timeout=phone_config.inactivity_timeout,
+        ice=ice,
+    )
+    async with (
+        PlatformClient(api_base=platform.api_base, tokens=tokens) as client,
+        Softphone(client, settings=settings) as phone,
+    ):
+        if phone.agent_id != phone_config.agent:
+            raise InvalidStateError(
+                f"the agent's token belongs to user {phone.agent_id}, not phone.agent "
+                f"({phone_config.agent}): use that agent's own token"
+            )
+        logger.info("service: %s's phone is logged in", phone.agent_id)
+        yield phone
+    logger.info("service: %s's phone is logged out", phone_config.agent)
+
+
+def _phone_dialer(phone: Any) -> Dialer:
+    async def dial(agent_id: str, number: str) -> str:
+        if agent_id != phone.agent_id:
+            raise InvalidStateError(
+                f"only {phone.agent_id}'s phone runs here; {agent_id} dials from their own"
+            )
+        conversation_id: str = await phone.dial(number)
+        return conversation_id
+
+    return dial
+
+
+async def _agent_names(client: PlatformClient, agent_ids: tuple[str, ...]) -> dict[str, str]:
+    """Display names for the pages (the ids themselves when the platform cannot say)."""
+    try:
+        users = {user.id: user for user in await client.get_users(agent_ids)}
+    except PlatformError as exc:
+        logger.warning("service: cannot read the agents' names (%s); showing their ids", exc)
+        users = {}
+    found = {agent: users.get(agent) for agent in agent_ids}
+    return {agent: (user.name if user and user.name else agent) for agent, user in found.items()}
+
+
+async def _start_bridge(
+    stack: contextlib.AsyncExitStack,
+    services: Services,
+    client: PlatformClient,
+    phones: Mapping[str, PhoneControls],
+) -> None:
+    """Start the ``[bridge]``: the pages, their feed, their commands on the phone(s)."""
+    bridge_config = services.config.bridge
+    assert bridge_config is not None
+    connector = services.connector
+    desk = next(iter(phones), None)
+    feed = BridgeFeed(
+        lambda message, to: bridge.publish(message, to=to),
+        agents=await _agent_names(client, connector.agent_ids),
+        desk_agents=None if desk is None else (desk,),
+        page_adapters=bridge_config.page_adapters,
+    )
+    settings = BridgeSettings(
+        host=bridge_config.host,
+        port=bridge_config.port,
+        token_path=bridge_config.token_file,
+        tls_cert_file=bridge_config.tls_cert_file,
+        tls_key_file=bridge_config.tls_key_file,
+        allowed_origins=bridge_config.allowed_origins or DEFAULT_ALLOWED_ORIGINS,
+        csp_script_sources=bridge_config.script_sources,
+        pages=builtin_pages(*bridge_config.pages),
+    )
+    handler = BridgeCommands(
+        connector,
+        agent_id=desk or connector.agent_ids[0],
+        adapters=bridge_config.page_adapters,
+        phones=phones,
+    )
+    bridge = await stack.enter_async_context(BridgeServer(settings, handler, replay=feed.replay))
+    stack.callback(connector.watch(feed.on_event))
+    stack.callback(services.outbox.watch(feed.on_notice))
+    services.bridge, services.feed = bridge, feed
+    if not settings.tls and "salesforce" in bridge_config.pages:
+        logger.warning(
+            "service: the bridge serves HTTP; Salesforce loads Open CTI pages only over HTTPS "
+            "(set bridge.tls_cert_file and bridge.tls_key_file)"
+        )
+    logger.info(
+        "service: bridge pages on %s (%s); the token is in %s",
+        bridge.url,
+        ", ".join(f"/{name}/" for name in bridge_config.pages),
+        bridge_config.token_file,
+    )
+
+
+async def _follow_phone(phone: Any, outbox: Outbox, feed: BridgeFeed | None) -> None:
+    """The phone's connection and microphone events → the adapters and the pages."""
+    from crmphone.phone import CallUpdate
+
+    async for update in phone.updates():
+        if isinstance(update, CallUpdate):
+            continue  # the connector reports calls, from the platform's side
+        outbox.publish_status(update)
+        if feed is not None:
+            feed.on_event(update)
 
 
 async def _agent_ids(config: ConnectorConfig, client: PlatformClient) -> tuple[str, ...]:
@@ -248,17 +410,25 @@ async def run_connector(
     adapters: Mapping[str, Adapter] | None = None,
     commands: Mapping[str, AdapterCommands] | None = None,
     on_ready: Any = None,
+    on_started: Any = None,
 ) -> None:
     """Run the connector of ``config`` until ``stop`` is set, then drain and close.
 
     ``adapters`` are the adapters to drive, with the ``commands`` doors they were built with (as
-    :func:`build_adapters` returns them); by default they are built from ``config``.
-    ``on_ready(connector, health_server, sandbox)`` is called once everything is up.
+    :func:`build_adapters` returns them); by default they are built from ``config``. ``dialer``
+    places click-to-dial calls (default: the ``[phone]``, when configured).
+    ``on_ready(connector, health_server, sandbox)`` and ``on_started(services)`` (a
+    :class:`Services`) are called once everything is up and following the platform.
     """
     if adapters is None:
         adapters, commands = build_adapters(config)
-    async with _platform(config) as (client, sandbox):
+    async with _platform(config) as platform, contextlib.AsyncExitStack() as outer:
+        client = platform.client
         agent_ids = await _agent_ids(config, client)
+        phone = None
+        if config.phone is not None:
+            phone = await outer.enter_async_context(_agent_phone(config, platform))
+            dialer = dialer or _phone_dialer(phone)
         async with Outbox(_outbox_settings(config), adapters) as outbox:
             connector = Connector(
                 client,
@@ -267,23 +437,40 @@ async def run_connector(
                 dialer=dialer,
                 follow_presence=config.agents.presence,
             )
+            services = Services(
+                config=config, connector=connector, outbox=outbox, sandbox=platform.sandbox
+            )
+            services.phone = phone
             for door in (commands or {}).values():
                 door.connector = connector
             async with contextlib.AsyncExitStack() as stack:
-                health = None
                 if health_port is not None:
-                    health = await stack.enter_async_context(
+                    services.health = await stack.enter_async_context(
                         _health(connector, outbox, health_port)
                     )
+                if config.bridge is not None and config.bridge.enabled:
+                    phones = {} if phone is None else {phone.agent_id: phone}
+                    await _start_bridge(stack, services, client, phones)
+                helpers = []
+                if phone is not None:
+                    helpers.append(asyncio.create_task(_follow_phone(phone, outbox, services.feed)))
                 running = asyncio.create_task(connector.run(stop))
                 try:
-                    if on_ready is not None:
+                    if on_ready is not None or on_started is not None:
                         await connector.ready.wait()
-                        result = on_ready(connector, health, sandbox)
+                    if on_ready is not None:
+                        result = on_ready(connector, services.health, platform.sandbox)
+                        if asyncio.iscoroutine(result):
+                            await result
+                    if on_started is not None:
+                        result = on_started(services)
                         if asyncio.iscoroutine(result):
                             await result
                     await running
                 finally:
                     stop.set()
                     await asyncio.gather(running, return_exceptions=True)
+                    for task in helpers:
+                        task.cancel()
+                    await asyncio.gather(*helpers, return_exceptions=True)
                     logger.info("service: stopping; draining the writes in flight")
