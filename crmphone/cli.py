@@ -13,6 +13,7 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -254,112 +255,6 @@ async def _follow(
 
 
 @main.command()
-@click.option("--calls", default=3, show_default=True, type=click.IntRange(1, 1000))
-@click.option(
-    "--duration",
-    default=20.0,
-    show_default=True,
-    type=click.FloatRange(min=1),
-    help="Stop after this many seconds at the latest.",
-)
-@click.option("-v", "--verbose", count=True, help="More logging on stderr (-v, -vv).")
-def demo(calls: int, duration: float, verbose: int) -> None:
-    """Run the sandbox, place calls, and stream their events with `crmphone events`; then stop.
-
-    Needs no account: everything runs on 127.0.0.1. Events are printed as JSON lines on stdout
-    (one per platform event, exactly as `crmphone events` prints them); progress on stderr.
-    """
-    _configure_logging(verbose)
-    try:
-        code = asyncio.run(_demo(calls=calls, duration=duration, verbose=verbose))
-    except KeyboardInterrupt:
-        sys.exit(130)
-    sys.exit(code)
-
-
-async def _demo(*, calls: int, duration: float, verbose: int) -> int:
-    from crmphone.sandbox import SandboxConfig, SandboxServer
-
-    config = SandboxConfig(
-        client_id=DEMO_CLIENT_ID,
-        client_secret=DEMO_CLIENT_SECRET,
-        heartbeat_interval=5.0,
-        agents=3,
-        ring_seconds=1.0,
-        talk_seconds=2.0,
-        wrapup_seconds=0.5,
-    )
-    async with SandboxServer(config, host="127.0.0.1", port=0) as server:
-        agents = server.sandbox.agents
-        click.echo(f"sandbox platform on {server.base_url} with {len(agents)} agents", err=True)
-        command = [
-            sys.executable,
-            "-m",
-            "crmphone",
-            "events",
-            "--api-base",
-            server.base_url,
-            "--login-base",
-            server.base_url,
-            "--duration",
-            f"{duration:g}",
-            "--explain",
-            *[
-                arg
-                for agent in agents
-                for arg in ("--topic", f"v2.users.{agent.id}.conversations.calls")
-            ],
-        ]
-        environment = dict(
-            os.environ, CRMPHONE_CLIENT_ID=DEMO_CLIENT_ID, CRMPHONE_CLIENT_SECRET=DEMO_CLIENT_SECRET
-        )
-        events = await asyncio.create_subprocess_exec(
-            *command, env=environment, stdout=asyncio.subprocess.PIPE
-        )
-        assert events.stdout is not None
-        seen = 0
-        ended: set[str] = set()
-        placed: list[str] = []
-
-        async def place_calls() -> None:
-            await asyncio.sleep(1.5)  # let `crmphone events` subscribe first
-            for number in range(calls):
-                agent = agents[number % len(agents)]
-                conversation_id = await server.sandbox.calls.place_inbound(agent.id)
-                placed.append(conversation_id)
-                click.echo(f"placed call {conversation_id} to {agent.name}", err=True)
-                await asyncio.sleep(1.0)
-
-        placing = asyncio.create_task(place_calls())
-        try:
-            async with asyncio.timeout(duration + 5):
-                while line := await events.stdout.readline():
-                    sys.stdout.write(line.decode())
-                    sys.stdout.flush()
-                    seen += 1
-                    event = json.loads(line)
-                    body = event.get("eventBody") or {}
-                    # A call's last event carries the agent's wrap-up, after `terminated`.
-                    if any("wrapup" in p for p in body.get("participants", [])):
-                        ended.add(body.get("id", ""))
-                    if placing.done() and set(placed) <= ended:
-                        break
-        except TimeoutError:
-            click.echo("the demo ran out of time before every call ended", err=True)
-        finally:
-            placing.cancel()
-            if events.returncode is None:
-                events.terminate()
-            await events.wait()
-        click.echo(
-            f"done: {len(placed)} call(s) placed, {len(ended & set(placed))} ended, "
-            f"{seen} event(s) streamed by `crmphone events`",
-            err=True,
-        )
-        return 0 if placed and set(placed) <= ended else 1
-
-
-@main.command()
 @click.argument("names", nargs=-1)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def plugins(names: tuple[str, ...], as_json: bool) -> None:
@@ -570,6 +465,79 @@ async def _first_sandbox_agent(base_url: str) -> str:
     if not agents:
         raise UsageError(f"{base_url} reports no sandbox agents; pass --agent.")
     return str(agents[0]["id"])
+
+
+@main.command()
+@click.option("--calls", type=click.IntRange(min=1), help="Place this many calls (default 24).")
+@click.option("--duration", type=click.FloatRange(min=1), help="Place calls for this many seconds.")
+@click.option("--agents", default=4, show_default=True, type=click.IntRange(1, 20))
+@click.option(
+    "--talk-seconds",
+    default=2.0,
+    show_default=True,
+    type=click.FloatRange(min=0.1),
+    help="How long each caller talks before hanging up.",
+)
+@click.option(
+    "--output",
+    default="crmphone-demo",
+    show_default=True,
+    type=click.Path(file_okay=False, path_type=str),
+    help="Where the report (JSON and HTML) is written.",
+)
+@click.option(
+    "--bridge-port",
+    default=0,
+    show_default=True,
+    type=click.IntRange(0, 65535),
+    help="The bridge's port for the dashboard (0: any free port).",
+)
+@click.option(
+    "--crm",
+    "crms",
+    multiple=True,
+    help="Only this CRM emulator (repeat; default: every one installed).",
+)
+@click.option("--live/--no-live", default=None, help="The live view (default: on a terminal).")
+def demo(
+    calls: int | None,
+    duration: float | None,
+    agents: int,
+    talk_seconds: float,
+    output: str,
+    bridge_port: int,
+    crms: tuple[str, ...],
+    live: bool | None,
+) -> None:
+    """The whole system on this machine, with no accounts: a sandbox platform, the CRM
+    emulators, the connector, agents' softphones (persistent connection, auto-answer) and the
+    bridge's dashboard. Places calls, shows them live, stops by itself and writes a report.
+
+    Exit codes: 0 every call answered and logged once in every CRM, 1 otherwise, 2 bad usage.
+    """
+    from crmphone.demo import DemoSettings, run_demo
+
+    settings = DemoSettings(
+        agents=agents,
+        calls=calls,
+        duration=duration,
+        talk_seconds=talk_seconds,
+        output=Path(output),
+        bridge_port=bridge_port,
+        crms=crms or None,
+        live=live,
+    )
+    try:
+        result = asyncio.run(run_demo(settings))
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except UsageError as exc:
+        click.echo(f"crmphone demo: {exc}", err=True)
+        sys.exit(2)
+    except CrmphoneError as exc:
+        click.echo(f"crmphone demo: {exc}", err=True)
+        sys.exit(1)
+    sys.exit(0 if result.ok else 1)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -37,7 +37,7 @@ from crmphone.errors import InvalidStateError, PlatformError
 from crmphone.health import ConnectorMetrics, HealthServer, Readiness
 from crmphone.platform import ClientCredentials, PlatformClient, StaticToken, TokenProvider
 
-__all__ = ["Services", "build_adapters", "configure_logging", "run_connector"]
+__all__ = ["SecretRedactor", "Services", "build_adapters", "configure_logging", "run_connector"]
 
 logger = logging.getLogger(__name__)
 
@@ -59,7 +59,7 @@ class _JsonFormatter(logging.Formatter):
         return json.dumps(entry, ensure_ascii=False)
 
 
-class _Redactor(logging.Filter):
+class SecretRedactor(logging.Filter):
     """Replaces known secret values in log messages, whatever logged them (a last line of defence:
     crmphone never logs credentials, but a third-party library might echo a request)."""
 
@@ -83,7 +83,7 @@ def configure_logging(config: ConnectorConfig, *, stream: Any = None) -> None:
         handler.setFormatter(_JsonFormatter())
     else:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    handler.addFilter(_Redactor([config.platform.client_secret or ""]))
+    handler.addFilter(SecretRedactor([config.platform.client_secret or ""]))
     root = logging.getLogger()
     for existing in list(root.handlers):
         root.removeHandler(existing)
@@ -221,11 +221,14 @@ async def _agent_phone(config: ConnectorConfig, platform: _Platform) -> AsyncIte
     logger.info("service: %s's phone is logged out", phone_config.agent)
 
 
-def _phone_dialer(phone: Any) -> Dialer:
+def _phone_dialer(phones: Mapping[str, Any]) -> Dialer:
+    """Click-to-dial on the agent's own phone (only an agent's token may dial as them)."""
+
     async def dial(agent_id: str, number: str) -> str:
-        if agent_id != phone.agent_id:
+        phone = phones.get(agent_id)
+        if phone is None:
             raise InvalidStateError(
-                f"only {phone.agent_id}'s phone runs here; {agent_id} dials from their own"
+                f"{agent_id}'s phone does not run here; they dial from their own crmphone"
             )
         conversation_id: str = await phone.dial(number)
         return conversation_id
@@ -249,12 +252,15 @@ async def _start_bridge(
     services: Services,
     client: PlatformClient,
     phones: Mapping[str, PhoneControls],
+    desk: str | None,
 ) -> None:
-    """Start the ``[bridge]``: the pages, their feed, their commands on the phone(s)."""
+    """Start the ``[bridge]``: the pages, their feed, their commands on the phone(s).
+
+    ``desk`` is the ``[phone]`` agent: CRM pages show that agent's calls (all, without one).
+    """
     bridge_config = services.config.bridge
     assert bridge_config is not None
     connector = services.connector
-    desk = next(iter(phones), None)
     feed = BridgeFeed(
         lambda message, to: bridge.publish(message, to=to),
         agents=await _agent_names(client, connector.agent_ids),
@@ -411,12 +417,15 @@ async def run_connector(
     commands: Mapping[str, AdapterCommands] | None = None,
     on_ready: Any = None,
     on_started: Any = None,
+    phones: Mapping[str, Any] | None = None,
 ) -> None:
     """Run the connector of ``config`` until ``stop`` is set, then drain and close.
 
     ``adapters`` are the adapters to drive, with the ``commands`` doors they were built with (as
     :func:`build_adapters` returns them); by default they are built from ``config``. ``dialer``
-    places click-to-dial calls (default: the ``[phone]``, when configured).
+    places click-to-dial calls (default: the phone of the agent it is for). ``phones`` are agents'
+    phones the caller runs (agent id → :class:`~crmphone.phone.Softphone`), besides the
+    ``[phone]``: their events reach the adapters and the pages, and the pages' commands reach them.
     ``on_ready(connector, health_server, sandbox)`` and ``on_started(services)`` (a
     :class:`Services`) are called once everything is up and following the platform.
     """
@@ -425,10 +434,13 @@ async def run_connector(
     async with _platform(config) as platform, contextlib.AsyncExitStack() as outer:
         client = platform.client
         agent_ids = await _agent_ids(config, client)
+        all_phones: dict[str, Any] = dict(phones or {})
         phone = None
         if config.phone is not None:
             phone = await outer.enter_async_context(_agent_phone(config, platform))
-            dialer = dialer or _phone_dialer(phone)
+            all_phones[phone.agent_id] = phone
+        if dialer is None and all_phones:
+            dialer = _phone_dialer(all_phones)
         async with Outbox(_outbox_settings(config), adapters) as outbox:
             connector = Connector(
                 client,
@@ -449,11 +461,12 @@ async def run_connector(
                         _health(connector, outbox, health_port)
                     )
                 if config.bridge is not None and config.bridge.enabled:
-                    phones = {} if phone is None else {phone.agent_id: phone}
-                    await _start_bridge(stack, services, client, phones)
-                helpers = []
-                if phone is not None:
-                    helpers.append(asyncio.create_task(_follow_phone(phone, outbox, services.feed)))
+                    desk = None if phone is None else phone.agent_id
+                    await _start_bridge(stack, services, client, all_phones, desk)
+                helpers = [
+                    asyncio.create_task(_follow_phone(each, outbox, services.feed))
+                    for each in all_phones.values()
+                ]
                 running = asyncio.create_task(connector.run(stop))
                 try:
                     if on_ready is not None or on_started is not None:

@@ -166,7 +166,8 @@ class BridgeStats:
     closed with 4401; ``dropped_slow``: pages closed with 1013; ``commands``: commands handed to
     the handler; ``failed_results``: failed results sent (malformed frames included);
     ``internal_errors``: handler failures that were not crmphone errors (bugs);
-    ``published``: frames queued for pages by :meth:`BridgeServer.publish` (one per page).
+    ``published``: frames queued for pages by :meth:`BridgeServer.publish` (one per page);
+    ``connected``: pages that authenticated since the bridge started.
     """
 
     sockets: int
@@ -178,6 +179,7 @@ class BridgeStats:
     failed_results: int
     internal_errors: int
     published: int = 0
+    connected: int = 0
 
 
 def _pages(
@@ -486,6 +488,7 @@ class BridgeServer:
                 "failed_results",
                 "internal_errors",
                 "published",
+                "connected",
             ),
             0,
         )
@@ -755,6 +758,7 @@ class BridgeServer:
                 link.offer(frame)
         link.start()
         self._links[client.id] = link
+        self._counts["connected"] += 1
         logger.info("bridge: %s page connected as %s (origin %r)", kind, client.id, origin)
         try:
             await self._read_commands(link)

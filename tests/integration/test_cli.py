@@ -7,6 +7,7 @@ import json
 import os
 import signal
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -130,12 +131,27 @@ async def test_sandbox_command_prints_how_to_connect_and_stops_on_interrupt() ->
     assert process.returncode in (0, 130)
 
 
-async def test_demo_places_calls_streams_them_and_stops_by_itself() -> None:
-    """`crmphone demo` needs nothing but the package: calls are placed, streamed, and it exits 0."""
-    process = await crmphone("demo", "--calls", "2", "--duration", "20")
-    stdout, stderr = await process.communicate()
-    assert process.returncode == 0, stderr.decode()
-    assert "done: 2 call(s) placed, 2 ended" in stderr.decode()
-    topics = {json.loads(line)["topicName"] for line in stdout.decode().splitlines()}
-    assert topics
-    assert all(t.endswith(".conversations.calls") for t in topics)
+async def test_demo_runs_the_whole_house_and_stops_by_itself(tmp_path: Path) -> None:
+    """`crmphone demo` needs nothing but the package and its plugins: calls are placed, answered
+    and logged in both CRMs, it exits 0 by itself and says where its report is."""
+    process = await crmphone(
+        "demo",
+        "--calls",
+        "3",
+        "--agents",
+        "2",
+        "--talk-seconds",
+        "0.5",
+        "--no-live",
+        "--output",
+        str(tmp_path),
+    )
+    async with asyncio.timeout(120):
+        stdout, stderr = await process.communicate()
+    assert process.returncode == 0, (stdout + stderr).decode()
+    text = stdout.decode()
+    assert "answered 3" in text
+    assert "lost 0" in text
+    report = json.loads((tmp_path / "demo-report.json").read_text())
+    assert len(report["calls"]) == 3
+    assert (tmp_path / "demo-report.html").is_file()

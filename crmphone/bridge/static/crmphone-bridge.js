@@ -1,5 +1,5 @@
 // crmphone-bridge.js: how a CRM page talks to the local crmphone bridge (protocol
-// crmphone.bridge.v1). Shared by the Salesforce Open CTI page and the Zendesk app.
+// crmphone.bridge.v1). Shared by the Salesforce Open CTI page, the Zendesk app and the dashboard.
 //
 //   var bridge = CrmphoneBridge.connect({
 //     url: "ws://127.0.0.1:8765/ws",     // default: the /ws of the origin that served the page
@@ -49,6 +49,7 @@
     var nothing = function () {};
     var onEvent = options.onEvent || nothing;
     var onPop = options.onPop || nothing;
+    var onMessage = options.onMessage || nothing;
     var onStatus = options.onStatus || nothing;
     var onError = options.onError || nothing;
     var onTokenNeeded = options.onTokenNeeded || nothing;
@@ -77,8 +78,10 @@
           onEvent(message.event, message.data || {});
         } else if (message.type === "pop") {
           onPop(message);
-        } else if (message.type === "result" && !message.ok && message.error) {
-          onError(message.error.message);
+        } else if (message.type === "result") {
+          if (!message.ok && message.error) { onError(message.error.message); }
+        } else {
+          onMessage(message);
         }
       };
       socket.onclose = function (event) {
