@@ -346,7 +346,7 @@ def softphone(verbose: int, **options: Any) -> None:
 
     Against the sandbox by default (started in this process, calling the agent every
     --call-every seconds), a running sandbox with --sandbox, or Genesys Cloud with --api-base and
-    an agent's access token in CRMPHONE_ACCESS_TOKEN. Keys: a answer, h hang up, m mute, o hold,
+    an agent's access token in CRMPHONE_AGENT_TOKEN. Keys: a answer, h hang up, m mute, o hold,
     d dial, s stop the persistent connection (S forces it during a call), q quit.
     """
     _configure_logging(verbose)
@@ -429,9 +429,9 @@ async def _run_softphone(
         tokens = await sign_in_sandbox_agent(api_base, chosen, client_id=DEMO_CLIENT_ID)
         hosts = options.ice_hosts or ("127.0.0.1",)
     else:
-        access_token = os.environ.get("CRMPHONE_ACCESS_TOKEN")
+        access_token = os.environ.get("CRMPHONE_AGENT_TOKEN")
         if not access_token:
-            raise UsageError("Set CRMPHONE_ACCESS_TOKEN to the agent's access token.")
+            raise UsageError("Set CRMPHONE_AGENT_TOKEN to the agent's access token.")
         if options.region:
             api_base, _ = resolve_region(options.region)
         else:
