@@ -20,7 +20,9 @@ SECRETS = {
 }
 
 
-def test_the_salesforce_example_configuration_loads_and_builds(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_salesforce_example_configuration_loads_and_builds(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """With its secrets in the environment, the file gives a connector, a desk and an adapter."""
     for name, value in SECRETS.items():
         monkeypatch.setenv(name, value)
