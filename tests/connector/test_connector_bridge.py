@@ -122,8 +122,8 @@ async def run_desk(
 async def test_a_page_answers_and_hangs_up_the_agents_call_and_sees_it_logged(
     sandbox: SandboxServer, tmp_path: Path
 ) -> None:
-    """The page sees the call ring and who it is, answers it on the agent's phone, hangs it up,
-    and sees the CRM write; a dashboard opened mid-call catches up on the call from the replay."""
+    """The page sees the call ring and who it is, answers it on the agent's phone, mutes and holds
+    it, hangs it up, and sees the CRM write; a dashboard opened mid-call catches up on the call from the replay."""
     agent = sandbox.sandbox.agents[0].id
     ada = CrmRecord(kind="Contact", id="003A", name="Ada <b>Lovelace</b>")
     adapter = RecordingAdapter(records={CALLER: [ada]})
@@ -153,6 +153,17 @@ async def test_a_page_answers_and_hangs_up_the_agents_call_and_sees_it_logged(
         assert logged["record"] == ada.to_json()
         assert logged["adapter"] == "salesforce"
 
+        for command, fields in (("mute", {"muted": True}), ("hold", {"held": True})):
+            done = await page.command(command, conversation_id=conversation, **fields)
+            assert done["ok"], done
+        await page.event("call.held", conversation)
+        resumed = await page.command("hold", conversation_id=conversation, held=False)
+        assert resumed["ok"], resumed
+        await page.event("call.resumed", conversation)
+        status = services.phone.status if services.phone else None
+        assert status is not None
+        assert status.call is not None
+        assert status.call.muted
         hung_up = await page.command("hangup", conversation_id=conversation)
         assert hung_up["ok"], hung_up
         await page.event("call.ended", conversation)
