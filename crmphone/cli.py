@@ -423,7 +423,7 @@ async def _run_softphone(
     tokens: TokenProvider
     hosts: tuple[str, ...]
     if api_base is not None:  # a sandbox: sign in as one of its agents, media on loopback
-        from crmphone.testing import sign_in_sandbox_agent
+        from crmphone.platform import sign_in_sandbox_agent
 
         chosen = agent_id or await _first_sandbox_agent(api_base)
         tokens = await sign_in_sandbox_agent(api_base, chosen, client_id=DEMO_CLIENT_ID)

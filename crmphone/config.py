@@ -182,13 +182,29 @@ class PlatformConfig:
     """
 
     kind: PlatformKind = PlatformKind.SANDBOX
+    """Which platform: the local sandbox, or Genesys Cloud."""
     url: str | None = None
+    """The URL of a running ``crmphone sandbox`` (``http://127.0.0.1:8765``); absent, the
+    connector starts a sandbox of its own.
+    """
     api_base: str | None = None
+    """The REST base URL (``https://api.mypurecloud.de``), given together with ``login_base``
+    instead of ``region``: a proxy, say. Plain ``http`` only on loopback.
+    """
     login_base: str | None = None
+    """The OAuth base URL (``https://login.mypurecloud.de``) that goes with ``api_base``."""
     client_id_env: str = DEFAULT_CLIENT_ID_ENV
+    """The *name* of the environment variable that holds the OAuth client's id (Client
+    Credentials grant); required with Genesys Cloud, optional with a sandbox (its demo client).
+    """
     client_secret_env: str = DEFAULT_CLIENT_SECRET_ENV
+    """The *name* of the environment variable that holds the OAuth client's secret. The secret
+    itself never goes in this file.
+    """
     client_id: str | None = None
+    """The client id read from ``client_id_env`` (None: the sandbox's demo client)."""
     client_secret: str | None = attrs.field(default=None, repr=False)
+    """The client secret read from ``client_secret_env``; never shown."""
 
     @property
     def embedded(self) -> bool:
@@ -208,11 +224,22 @@ class AgentsConfig:
     """
 
     ids: tuple[str, ...] = ()
+    """The platform user ids of the agents whose calls to follow. Required with Genesys Cloud;
+    with a sandbox, absent means every agent it has.
+    """
     presence: bool = True
+    """Also follow the agents' presence and routing status (adapters' ``on_presence_event``, the
+    pages); ``false`` leaves those topics, and their permissions, out.
+    """
     crm_users: Mapping[str, str] = attrs.field(factory=dict, converter=_frozen_map)
+    """Who each agent is in the CRMs: ``"<platform user id>" = "<CRM user id>"``, for every
+    adapter, which sees it as ``CallLog.crm_user_id``. A sub-table
+    ``[agents.crm_users.<instance>]`` maps agents for one adapter instance, and its entries win.
+    """
     crm_users_by_adapter: Mapping[str, Mapping[str, str]] = attrs.field(
         factory=dict, converter=_frozen_nested_map
     )
+    """The ``[agents.crm_users.<instance>]`` sub-tables, as written."""
 
     @property
     def all_sandbox_agents(self) -> bool:
@@ -226,7 +253,8 @@ class AgentsConfig:
 
 @attrs.frozen(kw_only=True)
 class AdapterConfig:
-    """One ``[[adapters]]`` table.
+    """``[[adapters]]``: one CRM adapter per table; ``name`` is the plugin, every other key but
+    ``instance``, ``threads``, ``timeout`` and ``verify`` is the adapter's own.
 
     ``name`` is the entry point to load; ``instance`` the unique label that names this adapter in
     logs, metrics, the outbox and ``crm_users`` tables. ``threads``, ``timeout`` and ``verify`` go
@@ -236,13 +264,30 @@ class AdapterConfig:
     """
 
     name: str
+    """The plugin: an entry point name in group ``crmphone.adapters`` (``crmphone plugins``
+    lists the installed ones).
+    """
     instance: str
+    """A unique label for this adapter: it names it in logs, metrics, the outbox and
+    ``[agents.crm_users.<instance>]``. Two adapters may use one plugin with different labels.
+    """
     threads: int = 4  # the defaults of AdapterContext (a test pins them)
+    """Worker threads for the adapter's synchronous client library
+    (``AdapterContext.run_sync``).
+    """
     timeout: float = 10.0
+    """Seconds a single CRM request may take."""
     verify: bool | str = True
+    """TLS verification: ``true``, ``false``, or the path of a CA bundle (a proxy's or a private
+    CA).
+    """
     # Not in the repr: an adapter's options may hold a literal credential.
     options: Mapping[str, Any] = attrs.field(factory=dict, converter=_frozen_map, repr=False)
+    """Everything else in the table, sub-tables too: the adapter's own options, for its
+    ``from_options`` (its README lists them).
+    """
     crm_users: Mapping[str, str] = attrs.field(factory=dict, converter=_frozen_map)
+    """This instance's agent map (platform user id → CRM user id), merged from ``[agents]``."""
 
 
 @attrs.frozen(kw_only=True)
@@ -256,20 +301,40 @@ class OutboxConfig:
     """
 
     path: Path
+    """The outbox's SQLite file (WAL mode): queued CRM work, dead letters, each call's log, and
+    when the platform was last heard from.
+    """
     synchronous: Synchronous = Synchronous.NORMAL
+    """``"normal"`` survives a killed process; ``"full"`` also a power cut, at the cost of an
+    fsync per (shared) commit.
+    """
     max_attempts: int = 50
+    """Failed attempts after which a write becomes a dead letter."""
     initial_delay: float = 1.0
+    """The first backoff ceiling, in seconds; it doubles after each failure (each wait is half
+    to all of it).
+    """
     max_delay: float = 300.0
+    """The largest backoff ceiling, in seconds."""
     max_age: float = 86400.0
+    """Seconds after its event past which a write that still fails becomes a dead letter."""
     pop_ttl: float = 30.0
+    """Seconds after the call rang past which a screen pop is skipped (the lookup still runs)."""
 
 
 @attrs.frozen(kw_only=True)
 class LogConfig:
-    """``[log]``: ``level`` is a :mod:`logging` level name (``"INFO"``), ``format`` text or JSON."""
+    """``[log]``: how much the connector logs on stderr, and in which form.
+
+    ``level`` is a :mod:`logging` level name (``"INFO"``), ``format`` text or JSON.
+    """
 
     level: str = "INFO"
+    """``debug``, ``info``, ``warning``, ``error`` or ``critical`` (any case)."""
     format: LogFormat = LogFormat.TEXT
+    """``"text"``: one line per record; ``"json"``: one object per line, with ``time``,
+    ``level``, ``logger``, ``message`` (and ``exception``).
+    """
 
 
 @attrs.frozen(kw_only=True)
@@ -278,15 +343,45 @@ class BridgeConfig:
     talk to. Off unless the table is present (``enabled = false`` turns a present one off)."""
 
     enabled: bool = False
+    """The table's presence turns the bridge on; ``false`` turns a present one off."""
     host: str = "127.0.0.1"
+    """The address it listens on. Keep loopback: the pages run in the agent's own browser, on
+    this machine.
+    """
     port: int = DEFAULT_BRIDGE_PORT
+    """Its TCP port, fixed because the CRM's settings name it (the Call Center file, the Zendesk
+    app's ``bridge_url``); 0 picks a free one.
+    """
     token_file: Path
+    """The file that keeps the install's bridge token, made on first start with mode 0600; a
+    file others can read is refused. Pages get the token once, in the address fragment
+    (``#token=…``).
+    """
     tls_cert_file: Path | None = None
+    """A PEM certificate chain: with ``tls_key_file``, the bridge serves HTTPS and WSS
+    (Salesforce loads Open CTI pages only over HTTPS).
+    """
     tls_key_file: Path | None = None
+    """The PEM private key of ``tls_cert_file``; give both or neither."""
     pages: tuple[str, ...] = BUILTIN_PAGE_SETS
+    """The page sets to serve, under ``/<name>/``: ``salesforce`` (the Open CTI softphone),
+    ``zendesk`` (the app's page), ``dashboard``.
+    """
     allowed_origins: tuple[str, ...] | None = None
+    """Origin patterns whose pages may connect and frame the pages
+    (``https://*.my.salesforce.com``: ``*.`` is one or more whole DNS labels). Absent: the
+    Salesforce Lightning and Zendesk origins. The bridge's own origin always may.
+    """
     script_sources: tuple[str, ...] = DEFAULT_SCRIPT_SOURCES
+    """Extra script hosts in the pages' Content-Security-Policy, for the CRM's own library (Open
+    CTI's ``opencti_min.js``, Zendesk's ZAF SDK): hosts or ``'sha256-…'`` hashes, never
+    ``'unsafe-inline'`` or ``*``.
+    """
     page_adapters: Mapping[str, str] = attrs.field(factory=dict, converter=_frozen_map)
+    """A page's kind (its hello's ``client``: ``salesforce``, ``zendesk``) → the
+    ``[[adapters]]`` instance whose pops and writes it shows and whose log its click-to-dial
+    links to. Default: the instance of the same name.
+    """
 
 
 @attrs.frozen(kw_only=True)
@@ -296,11 +391,21 @@ class PhoneConfig:
     ``token_env`` (Genesys Cloud; the sandbox signs the agent in itself)."""
 
     agent: str
+    """The platform user id of the agent whose phone this is."""
     token_env: str = DEFAULT_AGENT_TOKEN_ENV
+    """Genesys Cloud: the *name* of the environment variable that holds the agent's access token
+    (the phone acts as the agent). The sandbox signs the agent in itself.
+    """
     token: str | None = attrs.field(default=None, repr=False)
+    """The agent's token read from ``token_env`` (None with a sandbox); never shown."""
     auto_answer: bool = False
+    """Answer every offered call at once."""
     inactivity_timeout: float = 600.0
+    """Seconds without a call after which the persistent connection closes; keep it equal to the
+    platform's persistent connection timeout.
+    """
     keep_microphone_live: bool = False
+    """Send microphone audio between calls too; ``false`` sends nothing between calls."""
 
 
 @attrs.frozen(kw_only=True)
@@ -312,14 +417,25 @@ class ConnectorConfig:
     """
 
     platform: PlatformConfig = attrs.field(factory=PlatformConfig)
+    """``[platform]``."""
     agents: AgentsConfig = attrs.field(factory=AgentsConfig)
+    """``[agents]``."""
     adapters: tuple[AdapterConfig, ...] = ()
+    """Every ``[[adapters]]`` table, in order."""
     plugins_allow: tuple[str, ...] | None = None
+    """``[plugins] allow``: the only adapter plugins (entry point names) that may load. Absent:
+    exactly the plugins the adapters name.
+    """
     outbox: OutboxConfig
+    """``[outbox]``."""
     log: LogConfig = attrs.field(factory=LogConfig)
+    """``[log]``."""
     bridge: BridgeConfig | None = None
+    """``[bridge]``, or None when absent (no bridge)."""
     phone: PhoneConfig | None = None
+    """``[phone]``, or None when absent (no phone in this process)."""
     source: Path | None = None
+    """The file it was read from, if any."""
 
     def adapter(self, instance: str) -> AdapterConfig:
         """The adapter with instance label ``instance``; KeyError when there is none."""

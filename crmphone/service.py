@@ -190,7 +190,7 @@ async def _agent_phone(config: ConnectorConfig, platform: _Platform) -> AsyncIte
     assert phone_config is not None
     tokens: TokenProvider
     if config.platform.kind is PlatformKind.SANDBOX:
-        from crmphone.testing import sign_in_sandbox_agent
+        from crmphone.platform import sign_in_sandbox_agent
 
         # The sandbox signs its agents in as a browser would (Authorization Code + PKCE).
         tokens = await sign_in_sandbox_agent(

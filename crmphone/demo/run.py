@@ -352,8 +352,7 @@ async def _phones(base_url: str, agent_ids: Sequence[str]) -> AsyncIterator[dict
     from crmphone._webrtc import LOOPBACK_ICE
     from crmphone.audio import Discard, Tone
     from crmphone.phone import PhoneSettings, Softphone
-    from crmphone.platform import PlatformClient
-    from crmphone.testing import sign_in_sandbox_agent
+    from crmphone.platform import PlatformClient, sign_in_sandbox_agent
 
     settings = PhoneSettings(auto_answer=True, ice=LOOPBACK_ICE)
     async with contextlib.AsyncExitStack() as stack:

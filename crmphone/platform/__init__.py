@@ -41,6 +41,7 @@ from .models import (
 )
 from .regions import RegionUrls, resolve_region
 from .retry import RetryPolicy, parse_retry_after
+from .sandbox_login import sign_in_sandbox_agent
 
 __all__ = [
     "AccessToken",
@@ -68,4 +69,5 @@ __all__ = [
     "parse_retry_after",
     "pkce_challenge",
     "resolve_region",
+    "sign_in_sandbox_agent",
 ]

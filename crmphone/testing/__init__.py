@@ -8,15 +8,11 @@ production values.
 
 from __future__ import annotations
 
-import secrets
 from typing import Any
-from urllib.parse import parse_qs, urlencode, urlsplit
 
-import httpx
-
-from crmphone.errors import AuthenticationError
 from crmphone.notifications import BackoffPolicy, ChannelSettings
-from crmphone.platform import AuthorizationCode, authorization_url, make_pkce_pair
+from crmphone.platform import sign_in_sandbox_agent
+from crmphone.platform.sandbox_login import SANDBOX_CLIENT_ID
 from crmphone.sandbox import SandboxConfig
 from crmphone.testing.conformance import AdapterConformance, ConformanceBackend
 from crmphone.testing.recording import HookCall, RecordingAdapter, fake_call, fake_call_logs
@@ -35,7 +31,7 @@ __all__ = [
     "sign_in_sandbox_agent",
 ]
 
-TEST_CLIENT_ID = "test-client"
+TEST_CLIENT_ID = SANDBOX_CLIENT_ID
 #: A known value, so tests can assert that it never leaks into logs, reprs or errors.
 TEST_CLIENT_SECRET = "test-secret-5b1e"  # noqa: S105 - a published test credential
 
@@ -70,35 +66,3 @@ def fast_channel_settings(**overrides: Any) -> ChannelSettings:
     }
     values.update(overrides)
     return ChannelSettings(**values)
-
-
-async def sign_in_sandbox_agent(
-    base_url: str,
-    agent_id: str,
-    *,
-    client_id: str = TEST_CLIENT_ID,
-    redirect_uri: str = "http://127.0.0.1/callback",
-) -> AuthorizationCode:
-    """Sign ``agent_id`` in to the sandbox as a browser would (Authorization Code + PKCE).
-
-    The sandbox's ``/oauth/authorize`` has no login page: ``sandbox_user`` picks the agent and it
-    redirects at once with a code. Returns the token provider a softphone's client uses.
-    """
-    verifier, challenge = make_pkce_pair()
-    state = secrets.token_urlsafe(16)
-    url = authorization_url(base_url, client_id, redirect_uri, challenge, state)
-    url += "&" + urlencode({"sandbox_user": agent_id})
-    async with httpx.AsyncClient() as http:
-        response = await http.get(url)
-    query = parse_qs(urlsplit(response.headers.get("location", "")).query)
-    if response.status_code != 302 or query.get("state") != [state] or "code" not in query:
-        raise AuthenticationError(
-            f"sandbox sign-in of {agent_id} failed: HTTP {response.status_code}", status=401
-        )
-    return AuthorizationCode(
-        login_base=base_url,
-        client_id=client_id,
-        redirect_uri=redirect_uri,
-        code=query["code"][0],
-        code_verifier=verifier,
-    )

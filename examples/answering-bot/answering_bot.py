@@ -23,9 +23,14 @@ from typing import Any
 from crmphone import CrmphoneError
 from crmphone.audio import AudioFile
 from crmphone.phone import CallTiming, CallUpdate, IceSettings, PhoneCall, PhoneSettings, Softphone
-from crmphone.platform import PlatformClient, StaticToken, TokenProvider, resolve_region
+from crmphone.platform import (
+    PlatformClient,
+    StaticToken,
+    TokenProvider,
+    resolve_region,
+    sign_in_sandbox_agent,
+)
 from crmphone.sandbox import SandboxConfig, SandboxServer
-from crmphone.testing import sign_in_sandbox_agent
 
 TOKEN_VARIABLE = "CRMPHONE_AGENT_TOKEN"  # noqa: S105 - the variable's name, not a token
 CHIME = ((659.25, 0.4), (523.25, 1.2))  # (Hz, seconds): E5 then C5, a doorbell's "ding-dong"
