@@ -108,6 +108,7 @@ TESTING_EXPECTED = {
     "TEST_CLIENT_SECRET",
     "AdapterConformance",
     "ConformanceBackend",
+    "DemoCrmConformance",
     "HookCall",
     "RecordingAdapter",
     "fake_call",

@@ -15,6 +15,7 @@ from crmphone.platform import sign_in_sandbox_agent
 from crmphone.platform.sandbox_login import SANDBOX_CLIENT_ID
 from crmphone.sandbox import SandboxConfig
 from crmphone.testing.conformance import AdapterConformance, ConformanceBackend
+from crmphone.testing.demo_crm import DemoCrmConformance
 from crmphone.testing.recording import HookCall, RecordingAdapter, fake_call, fake_call_logs
 
 __all__ = [
@@ -22,6 +23,7 @@ __all__ = [
     "TEST_CLIENT_SECRET",
     "AdapterConformance",
     "ConformanceBackend",
+    "DemoCrmConformance",
     "HookCall",
     "RecordingAdapter",
     "fake_call",

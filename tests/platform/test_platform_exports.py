@@ -7,6 +7,7 @@ import inspect
 import crmphone.platform
 
 EXPECTED = {
+    "sign_in_sandbox_agent",
     "AccessToken",
     "AuthorizationCode",
     "CallConversation",
