@@ -22,7 +22,6 @@ hundred agents), and only what changed during the gap is reported.
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping
 from datetime import datetime, timedelta
@@ -30,6 +29,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import attrs
 
+from crmphone._watchers import Watchers
 from crmphone.adapters import CrmRecord, Outbox
 from crmphone.bridge import (
     Answer,
@@ -145,7 +145,7 @@ class Connector:
         self._last_noted: datetime | None = None
         self._resync_lock = asyncio.Lock()
         self._connection_states: dict[str, ConnectionState] = {}
-        self._watchers: list[Callable[[Event], None]] = []
+        self._watchers: Watchers[Event] = Watchers(logger)
 
     @property
     def topics(self) -> tuple[str, ...]:
@@ -168,16 +168,11 @@ class Connector:
         For live views such as the bridge's pages: not durable (the outbox is), and a callback
         must not block. One that raises is logged and kept.
         """
-        self._watchers.append(callback)
-        return functools.partial(self._watchers.remove, callback)
+        return self._watchers.add(callback)
 
     def _notify(self, events: Iterable[Event]) -> None:
         for event in events:
-            for callback in list(self._watchers):
-                try:
-                    callback(event)
-                except Exception:
-                    logger.exception("connector: a watcher failed on %s (a bug)", event.name)
+            self._watchers.notify(event)
 
     @property
     def stream(self) -> NotificationStream | None:

@@ -37,6 +37,7 @@ from typing import Any, Literal, Self, TypeVar
 
 import attrs
 
+from crmphone._watchers import Watchers
 from crmphone.adapters.base import Adapter, CallerMatch, CallLog, CrmRecord, Memory
 from crmphone.adapters.policy import RetryPolicy
 from crmphone.adapters.router import WorkKind
@@ -176,7 +177,7 @@ class Outbox:
         }
         self._status_ready = {name: asyncio.Event() for name in self._status}
         self._memories: dict[str, Memory] = {}
-        self._watchers: list[Callable[[OutboxNotice], None]] = []
+        self._watchers: Watchers[OutboxNotice] = Watchers(logger)
         self._tasks: list[asyncio.Task[None]] = []
         self._accepting = False
         self._stopping = False
@@ -325,15 +326,7 @@ class Outbox:
 
         Callbacks run on the event loop and must not block; one that raises is logged and kept.
         """
-        self._watchers.append(callback)
-        return functools.partial(self._watchers.remove, callback)
-
-    def _notify(self, notice: OutboxNotice) -> None:
-        for callback in list(self._watchers):
-            try:
-                callback(notice)
-            except Exception:
-                logger.exception("outbox: a watcher failed on %s (a bug)", type(notice).__name__)
+        return self._watchers.add(callback)
 
     async def depth(self, adapter: str) -> int:
         """Pending work of ``adapter``."""
@@ -513,7 +506,7 @@ class Outbox:
             if outcome is None:
                 done.extend(delivery.ids)
                 self.stats.writes_done[name] += 1
-                self._notify(CallLogged(name, delivery.log))
+                self._watchers.notify(CallLogged(name, delivery.log))
             else:
                 writes.append(self._failed(name, item, delivery.ids, outcome))
         # Together, so a failed batch of 200 shares one commit instead of 200 in a row.
@@ -544,7 +537,7 @@ class Outbox:
         if item.kind is WorkKind.LOG:
             self.stats.writes_done[name] += 1
         if logged is not None:
-            self._notify(CallLogged(name, logged))
+            self._watchers.notify(CallLogged(name, logged))
 
     async def _pop(self, name: str, adapter: Adapter, item: WorkItem) -> None:
         log = await self._read(lambda store: store.call_log(name, item.log_key))
@@ -558,9 +551,9 @@ class Outbox:
         found = match or log.match or CallerMatch(log.customer_number)
         if item.expires is not None and self._clock() > item.expires:
             self.stats.pops_expired[name] += 1
-            self._notify(CallerMatched(name, log, found, expired=True))
+            self._watchers.notify(CallerMatched(name, log, found, expired=True))
             return
-        self._notify(CallerMatched(name, log, found))
+        self._watchers.notify(CallerMatched(name, log, found))
         if kind.implements("screen_pop"):
             await adapter.screen_pop(log, found)
 
