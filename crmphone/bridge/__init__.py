@@ -73,15 +73,17 @@ from crmphone.errors import ConfigError
 _STATIC = Path(__file__).resolve().parent / "static"
 #: The scripts every page loads beside its own (serve them next to the page).
 BRIDGE_PAGE_SCRIPTS = (_STATIC / "crmphone-bridge.js", _STATIC / "crmphone-phone.js")
+#: What every phone page serves beside its own files: the scripts and the panel's stylesheet.
+_SHARED_PAGE_FILES = (*BRIDGE_PAGE_SCRIPTS, _STATIC / "crmphone-phone.css")
 
 
 def builtin_pages(*names: str) -> dict[str, Path]:
     """The pages crmphone ships, as :attr:`BridgeSettings.pages` takes them: URL path → file.
 
     Each page set lives in its own folder and is served under ``/<name>/``, with the shared
-    :data:`BRIDGE_PAGE_SCRIPTS` beside it: ``salesforce`` (the Open CTI softphone,
-    ``/salesforce/softphone.html``), ``zendesk`` (the Zendesk app, ``/zendesk/iframe.html``) and
-    ``dashboard`` (``/dashboard/index.html``). No names: all of them. An unknown name raises
+    :data:`BRIDGE_PAGE_SCRIPTS` and the phone panel's stylesheet (``crmphone-phone.css``) beside
+    it: ``salesforce`` (the Open CTI softphone, ``/salesforce/softphone.html``), ``zendesk`` (the
+    Zendesk app, ``/zendesk/iframe.html``) and ``dashboard`` (``/dashboard/index.html``). No names: all of them. An unknown name raises
     :class:`~crmphone.errors.ConfigError`.
     """
     available = sorted(folder.name for folder in _STATIC.iterdir() if folder.is_dir())
@@ -97,8 +99,8 @@ def builtin_pages(*names: str) -> dict[str, Path]:
         for file in sorted(folder.iterdir()):
             if file.is_file():
                 pages[f"/{name}/{file.name}"] = file
-        for script in BRIDGE_PAGE_SCRIPTS:
-            pages[f"/{name}/{script.name}"] = script
+        for shared in _SHARED_PAGE_FILES:
+            pages[f"/{name}/{shared.name}"] = shared
     return pages
 
 
