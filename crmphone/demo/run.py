@@ -52,6 +52,7 @@ from crmphone.events import (
     CallEnded,
     CallHeld,
     CallResumed,
+    CallWrapup,
     Event,
     PresenceChanged,
 )
@@ -155,6 +156,7 @@ class _Call:
     caller_name: str | None = None
     answered: bool = False
     ended_at: float | None = None
+    wrapped_up: bool = False
 
 
 class _Watch:
@@ -200,6 +202,8 @@ class _Watch:
                 call.state = "connected"
             case CallEnded():
                 call.state, call.ended_at = "ended", time.monotonic()
+            case CallWrapup():
+                call.wrapped_up = True
         self.changed.set()
 
     def on_notice(self, notice: OutboxNotice) -> None:
@@ -218,6 +222,15 @@ class _Watch:
     def ended(self, conversation_id: str) -> bool:
         call = self.calls.get(conversation_id)
         return call is not None and call.ended_at is not None
+
+    def settled(self, conversation_id: str) -> bool:
+        """Ended, and wrapped up when it was answered: no more events will come."""
+        call = self.calls.get(conversation_id)
+        return (
+            call is not None
+            and call.ended_at is not None
+            and (call.wrapped_up or not call.answered)
+        )
 
     def call_views(self) -> tuple[CallView, ...]:
         now = time.monotonic()
@@ -534,15 +547,14 @@ class _Demo:
                 await asyncio.sleep(settings.call_gap)
 
     async def wait_for_calls(self) -> None:
-        """Until every placed call has ended and its CRM work is done (bounded)."""
+        """Until every placed call has ended and been wrapped up, and its CRM work is done
+        (bounded: what does not settle in time is reported as it stands)."""
         grace = self.settings.talk_seconds + _CALL_GRACE_SECONDS
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(grace):
-                while not all(self.watch.ended(c) for c in self.watch.order):
+                while not all(self.watch.settled(c) for c in self.watch.order):
                     self.watch.changed.clear()
                     await self.watch.changed.wait()
-        # The wrap-up comes a moment after the end; then the outbox drains.
-        await asyncio.sleep(self.settings.wrapup_seconds + 0.5)
         if self.services is not None:
             await self.services.outbox.wait_idle(_CALL_GRACE_SECONDS)
 
