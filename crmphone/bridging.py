@@ -113,11 +113,6 @@ class BridgeFeed:
 
     # ------------------------------------------------------------------ inputs
 
-    def set_agents(self, agents: Mapping[str, str]) -> None:
-        """Replace the roster and tell every page."""
-        self.agents = dict(agents)
-        self._publish(agents_message(self.agents), lambda _client: True)
-
     def on_event(self, event: Event) -> None:
         """A call, phone or presence event: remember what a late page needs, and publish it."""
         if isinstance(event, BaseCallEvent):

@@ -991,11 +991,8 @@ class _Parser:
                     f"{named}; there are {', '.join(instances) or 'none'}",
                     key=f"bridge.page_adapters.{kind}",
                 )
-        enabled = table.get("enabled", True)
-        if not isinstance(enabled, bool):
-            raise ConfigError(f"must be true or false, {_got(enabled)}", key="bridge.enabled")
         return BridgeConfig(
-            enabled=enabled,
+            enabled=_flag(table, "bridge.enabled", default=True),
             host=host,
             port=port,
             token_file=self._path(
@@ -1034,18 +1031,13 @@ class _Parser:
             token = self._secret(
                 "phone.token_env", token_env, required=True, what="the agent's access token"
             )
-        flags = {}
-        for name in ("auto_answer", "keep_microphone_live"):
-            value = table.get(name, False)
-            if not isinstance(value, bool):
-                raise ConfigError(f"must be true or false, {_got(value)}", key=f"phone.{name}")
-            flags[name] = value
         return PhoneConfig(
             agent=agent,
             token_env=token_env,
             token=token,
+            auto_answer=_flag(table, "phone.auto_answer", default=False),
+            keep_microphone_live=_flag(table, "phone.keep_microphone_live", default=False),
             inactivity_timeout=_seconds(table, "phone.inactivity_timeout", 600.0),
-            **flags,
         )
 
     def _path(self, value: str) -> Path:
@@ -1140,6 +1132,13 @@ def _seconds(table: Mapping[str, Any], key: str, default: float) -> float:
             key=key,
         )
     return float(value)
+
+
+def _flag(table: Mapping[str, Any], key: str, *, default: bool) -> bool:
+    value = table.get(key.rsplit(".", 1)[-1], default)
+    if not isinstance(value, bool):
+        raise ConfigError(f"must be true or false, {_got(value)}", key=key)
+    return value
 
 
 def _optional_string(table: Mapping[str, Any], key: str) -> str | None:

@@ -451,13 +451,13 @@ class BridgeCommands:
                 )
                 return {"conversation_id": conversation_id}
             case Answer(conversation_id=conversation_id):
-                await self._phone_with(conversation_id).answer(conversation_id)
+                await self._phone_with(command).answer(conversation_id)
             case Hangup(conversation_id=conversation_id):
-                await self._phone_with(conversation_id).hang_up(conversation_id)
-            case Mute(conversation_id=conversation_id, muted=muted):
-                await self._phone_with(conversation_id, current=True).mute(muted)
-            case Hold(conversation_id=conversation_id, held=held):
-                await self._phone_with(conversation_id, current=True).hold(held)
+                await self._phone_with(command).hang_up(conversation_id)
+            case Mute(muted=muted):
+                await self._phone_with(command, current=True).mute(muted)
+            case Hold(held=held):
+                await self._phone_with(command, current=True).hold(held)
             case StopPersistent(force=force):
                 phone = self.phones.get(self.agent_id)
                 if phone is None:
@@ -466,16 +466,15 @@ class BridgeCommands:
                 return {"agent_id": self.agent_id}
         return {"conversation_id": command.conversation_id}
 
-    def _phone_with(self, conversation_id: str, *, current: bool = False) -> PhoneControls:
-        """The phone on which ``conversation_id`` is ringing or connected (``current``: the call
+    def _phone_with(
+        self, command: Answer | Hangup | Mute | Hold, *, current: bool = False
+    ) -> PhoneControls:
+        """The phone on which the command's call is ringing or connected (``current``: the call
         the phone is on, which mute and hold act on); else the desk agent's phone, which refuses
         a call it does not have."""
         if not self.phones:
-            raise CommandError(
-                ErrorCode.UNAVAILABLE,
-                "answering and hanging up need the agent's phone in this crmphone process "
-                "([phone] in connector.toml)",
-            )
+            raise self._no_phone(command)
+        conversation_id = command.conversation_id
         for phone in self.phones.values():
             status = phone.status
             if status.call is not None and status.call.conversation_id == conversation_id:
