@@ -261,6 +261,8 @@ async def _start_bridge(
     bridge_config = services.config.bridge
     assert bridge_config is not None
     connector = services.connector
+    # The feed publishes through the bridge and the bridge replays through the feed: the bridge
+    # is bound below, before either can call the other (pages connect only once it listens).
     feed = BridgeFeed(
         lambda message, to: bridge.publish(message, to=to),
         agents=await _agent_names(client, connector.agent_ids),
@@ -450,9 +452,12 @@ async def run_connector(
                 follow_presence=config.agents.presence,
             )
             services = Services(
-                config=config, connector=connector, outbox=outbox, sandbox=platform.sandbox
+                config=config,
+                connector=connector,
+                outbox=outbox,
+                sandbox=platform.sandbox,
+                phone=phone,
             )
-            services.phone = phone
             for door in (commands or {}).values():
                 door.connector = connector
             async with contextlib.AsyncExitStack() as stack:
