@@ -31,7 +31,7 @@ _WRITE_ROUTES = ("composite", "upsert", "sobject")
 class OneTaskPerRequest(SalesforceAdapter):
     """The baseline: the same adapter without its bulk write."""
 
-    log_calls = Adapter.log_calls  # type: ignore[assignment]
+    log_calls = Adapter.log_calls
 
 
 async def _burst(kind: type[SalesforceAdapter], scratch: Path, label: str) -> dict[str, Any]:

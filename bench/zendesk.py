@@ -55,7 +55,9 @@ async def _run(scratch: Path, *, warm: bool) -> dict[str, Any]:
         callers = [user for user in emulator.model.customers if user.phone][:40]
         # Numbers shared by two customers pop nothing (ambiguous): keep the unique ones.
         numbers = [
-            user.phone for user in callers if len(emulator.model.users_with_phone(user.phone)) == 1
+            user.phone
+            for user in callers
+            if user.phone and len(emulator.model.users_with_phone(user.phone)) == 1
         ]
         if warm:
             for number in numbers:
