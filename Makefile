@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.stamp-dev
 # Typed code we hold to mypy --strict: the core, every plugin that exists yet, and example plugins.
-TYPED := crmphone $(wildcard plugins/*/src plugins/*/crmphone_* examples/*/src examples/*/*.py)
+TYPED := crmphone bench $(wildcard plugins/*/src plugins/*/crmphone_* examples/*/src examples/*/*.py)
 
 .PHONY: demo test bench docs lint format setup clean
 

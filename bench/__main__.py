@@ -36,6 +36,7 @@ BENCHMARKS = (
     "outbox",
     "salesforce",
     "zendesk",
+    "faults",
 )
 
 

@@ -627,6 +627,64 @@ async def _run_connector(
     click.echo("crmphone run: stopped", err=True)
 
 
+@main.command()
+@click.option(
+    "--config",
+    "config_path",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=str),
+    help="The connector's TOML file.",
+)
+@click.option("--strict", is_flag=True, help="Exit with 1 when there is any warning.")
+def check(config_path: str, strict: bool) -> None:
+    """Check a connector's configuration without connecting anywhere.
+
+    Reads the file and the secrets its variables name, loads the adapter plugins with their
+    options, and prints what the connector would run with and every warning it would log at start:
+    TLS verification turned off, a bridge other machines can reach, a configuration file other
+    users can read or change. Exit codes: 0 usable (warnings included), 1 warnings with --strict,
+    2 bad configuration.
+    """
+    from crmphone.config import load_config, security_warnings
+    from crmphone.platform._tls import ssl_context
+    from crmphone.service import build_adapters
+
+    try:
+        # Its warning is printed below with the others, not logged as well.
+        config = load_config(config_path, warn=False)
+        ssl_context(config.platform.verify)  # a CA bundle that is no PEM fails here, not at start
+        build_adapters(config)
+    except UsageError as exc:
+        click.echo(f"crmphone check: {exc}", err=True)
+        sys.exit(2)
+    platform = config.platform
+    where = (
+        "embedded sandbox"
+        if platform.embedded
+        else f"{platform.kind.value} at {platform.api_base or platform.url}"
+    )
+    click.echo(f"platform: {where} (TLS: {_tls_state(platform.verify)})")
+    for adapter in config.adapters:
+        tls = _tls_state(adapter.verify)
+        click.echo(f"adapter {adapter.instance} (plugin {adapter.name}; TLS: {tls})")
+    warnings = security_warnings(config)
+    for message in warnings:
+        click.echo(f"warning: {message}")
+    click.echo(
+        f"crmphone check: {config_path} is usable"
+        + (f", with {len(warnings)} warning(s)" if warnings else "")
+    )
+    sys.exit(1 if strict and warnings else 0)
+
+
+def _tls_state(verify: bool | str) -> str:
+    if verify is True:
+        return "verified"
+    if verify is False:
+        return "NOT VERIFIED"
+    return f"verified against {verify} only"
+
+
 @main.group()
 def outbox() -> None:
     """Look at and replay the connector's outbox: queued CRM writes and dead letters."""

@@ -13,7 +13,7 @@ from typing import Protocol
 
 import attrs
 
-__all__ = ["Clock", "ManualClock", "SystemClock"]
+__all__ = ["Clock", "ClockJumpDetector", "ManualClock", "SystemClock"]
 
 
 class Clock(Protocol):
@@ -61,3 +61,26 @@ class ManualClock:
         if seconds < 0:
             raise ValueError("a ManualClock only moves forward")
         self._elapsed += seconds
+
+
+@attrs.define
+class ClockJumpDetector:
+    """Notices the wall clock jumping (NTP stepping it, an admin setting it, a VM resumed).
+
+    Feed it readings of both clocks (:meth:`observe`); it answers how far the wall clock moved
+    beyond what the monotonic clock says passed, when that is more than ``threshold`` seconds
+    (either way). Slewing (NTP's gradual correction) never reaches the threshold, so only real
+    steps are reported. Sans-I/O: the caller reads the clocks.
+    """
+
+    threshold: float = 5.0
+    _last: tuple[float, float] | None = None
+
+    def observe(self, monotonic: float, wall: float) -> float | None:
+        """Record a reading (monotonic seconds, wall epoch seconds); return the jump since the
+        previous one (positive: forward) when beyond the threshold, else None."""
+        last, self._last = self._last, (monotonic, wall)
+        if last is None:
+            return None
+        jump = (wall - last[1]) - (monotonic - last[0])
+        return jump if abs(jump) > self.threshold else None

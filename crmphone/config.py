@@ -14,6 +14,7 @@ never passes silently.
     region = "mypurecloud.de"             # or api_base + login_base; sandbox: url (absent = embedded)
     client_id_env = "CRMPHONE_CLIENT_ID"  # NAMES of environment variables, never the secrets
     client_secret_env = "CRMPHONE_CLIENT_SECRET"
+    verify = true                         # TLS: or the path of a CA bundle; false warns loudly
 
     [agents]
     ids = ["5a1c…", "9b2e…"]              # required for genesys; absent = every sandbox agent
@@ -69,15 +70,24 @@ never passes silently.
 Secrets (the OAuth client secret) are read from the environment when the file is loaded; they are
 kept out of every repr and every error message. ``attrs.asdict`` of a config *does* contain them:
 never log that.
+
+What weakens security is said, never silently accepted: :func:`security_warnings` lists every TLS
+opt-out (:func:`tls_warnings`), a bridge reachable from other machines
+(:func:`bridge_exposure_warning`) and a configuration file other users can read or change
+(:func:`config_file_warning`). :func:`load_config` logs the file's warning; the connector logs the
+others at every start; ``crmphone check`` prints them all.
 """
 
 from __future__ import annotations
 
 import difflib
 import enum
+import ipaddress
+import logging
 import math
 import os
 import re
+import stat
 import tomllib
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -104,9 +114,15 @@ __all__ = [
     "PlatformConfig",
     "PlatformKind",
     "Synchronous",
+    "bridge_exposure_warning",
+    "config_file_warning",
     "load_config",
     "parse_config",
+    "security_warnings",
+    "tls_warnings",
 ]
+
+logger = logging.getLogger(__name__)
 
 DEFAULT_OUTBOX_FILE: Final = "crmphone-outbox.sqlite3"
 DEFAULT_BRIDGE_PORT: Final = 8765
@@ -205,6 +221,13 @@ class PlatformConfig:
     """The client id read from ``client_id_env`` (None: the sandbox's demo client)."""
     client_secret: str | None = attrs.field(default=None, repr=False)
     """The client secret read from ``client_secret_env``; never shown."""
+    verify: bool | str = True
+    """TLS verification of every connection to the platform (REST, sign-in, notification
+    channels, the phone's signalling): ``true``, or the path of a CA bundle to trust instead of
+    the default store (a TLS-inspecting proxy's or a private CA). ``false`` accepts any
+    certificate, so anyone on the network path can read the client secret and tokens: the
+    connector then logs a warning at every start, and ``crmphone check`` shows it.
+    """
 
     @property
     def embedded(self) -> bool:
@@ -278,8 +301,10 @@ class AdapterConfig:
     timeout: float = 10.0
     """Seconds a single CRM request may take."""
     verify: bool | str = True
-    """TLS verification: ``true``, ``false``, or the path of a CA bundle (a proxy's or a private
-    CA).
+    """TLS verification for the adapter's CRM connections: ``true``, or the path of a CA bundle
+    (a proxy's or a private CA). ``false`` turns it off: the connector then logs a warning naming
+    the adapter at every start, and ``crmphone check`` shows it. It reaches the plugin as
+    ``AdapterContext.verify``; a plugin may have a TLS option of its own too (see its README).
     """
     # Not in the repr: an adapter's options may hold a literal credential.
     options: Mapping[str, Any] = attrs.field(factory=dict, converter=_frozen_map, repr=False)
@@ -450,17 +475,25 @@ class ConnectorConfig:
 
 
 def load_config(
-    path: str | os.PathLike[str], *, environ: Mapping[str, str] = os.environ
+    path: str | os.PathLike[str],
+    *,
+    environ: Mapping[str, str] = os.environ,
+    warn: bool = True,
 ) -> ConnectorConfig:
     """Read and validate the configuration file at ``path``; call once at start-up.
 
     Relative paths in the file (the outbox, CA bundles) are relative to the file's directory.
     Secrets are read from ``environ`` now. Raises :class:`~crmphone.errors.ConfigError` for an
-    unreadable file, a TOML syntax error, or any bad setting.
+    unreadable file, a TOML syntax error, or any bad setting. A file other users can read or
+    change is loaded, with a WARNING logged (:func:`config_file_warning`); ``warn=False`` leaves
+    that to the caller (``crmphone check`` prints :func:`security_warnings` instead).
     """
     file = Path(path)
     try:
-        data = file.read_bytes()
+        # One open for the mode and the bytes: the file checked is the file read.
+        with file.open("rb") as handle:
+            mode_warning = _mode_warning(file, os.fstat(handle.fileno()))
+            data = handle.read()
     except FileNotFoundError:
         raise ConfigError(
             f"no configuration file at {str(file)!r}; create it (see the quick start) or pass "
@@ -477,7 +510,172 @@ def load_config(
             f"{str(file)!r} is not UTF-8 text (bad byte at offset {exc.start}); save it as UTF-8"
         ) from None
     config = parse_config(text, base_dir=file.parent, environ=environ, source_name=str(file))
+    if warn and mode_warning is not None:
+        logger.warning("config: %s", mode_warning)
     return attrs.evolve(config, source=file.absolute())
+
+
+def config_file_warning(path: str | os.PathLike[str]) -> str | None:
+    """What is wrong with who may read or change the configuration file at ``path``, or None.
+
+    The file names where the platform is, which CA to trust, which plugins may load, where the
+    outbox and the bridge token live, and any adapter option (a third-party adapter may take a
+    literal credential). So it is for its owner only: a file readable or writable by its group or
+    by everyone is reported with its mode and the ``chmod 600`` that fixes it. Group access counts
+    too: on shared hosts a group (``users``, ``staff``) often spans every account, and the bridge
+    refuses its token file on the same terms. A file owned by another account than this one and
+    root is reported as well: that account can change what this connector trusts.
+    """
+    file = Path(path)
+    try:
+        info = file.stat()
+    except OSError:
+        return None  # reading it says what is wrong, in load_config's own words
+    return _mode_warning(file, info)
+
+
+def _mode_warning(file: Path, info: os.stat_result) -> str | None:
+    if os.name != "posix":  # pragma: no cover - modes mean nothing on Windows
+        return None
+    mode = stat.S_IMODE(info.st_mode)
+    shown = str(file.absolute())
+    problems = []
+    # Group read or write counts as much as everyone's: on shared hosts a group (users, staff)
+    # often spans every account, and the bridge refuses its token file on the same terms.
+    # Execute bits alone give nothing away: only reading and writing count.
+    if mode & 0o066:
+        who = " and ".join(
+            name for name, bits in (("its group", 0o060), ("all users", 0o006)) if mode & bits
+        )
+        can = " and ".join(
+            verb for verb, bits in (("read", 0o044), ("changed", 0o022)) if mode & bits
+        )
+        problems.append(f"can be {can} by {who} (mode {mode:04o})")
+    if info.st_uid not in (os.geteuid(), 0):
+        problems.append(f"belongs to another account (uid {info.st_uid}), which can change it")
+    if not problems:
+        return None
+    return (
+        f"the configuration file {shown} {' and '.join(problems)}; it says what the connector "
+        f"trusts and where its secrets live: run `chmod 600 {shown}` as its owner, the account "
+        "that runs the connector"
+    )
+
+
+def tls_warnings(config: ConnectorConfig) -> tuple[str, ...]:
+    """One message per TLS verification turned off: the platform's, then each adapter's.
+
+    Each names the setting, what is exposed and the hosts concerned, and says what to do. The
+    connector logs them as WARNINGs at every start; ``crmphone check`` prints them.
+    """
+    messages: list[str] = []
+    platform = config.platform
+    if platform.verify is False:
+        if platform.embedded:
+            where = "the embedded sandbox (plain HTTP on loopback: no effect now)"
+        else:
+            hosts = _hosts([platform.api_base, platform.login_base])
+            where = ", ".join(hosts) or f"{platform.api_base} (plain HTTP: no effect now)"
+        messages.append(
+            "platform.verify = false: TLS certificates are NOT verified for the platform "
+            f"({where}: REST and sign-in, notification channels, the phone's signalling); "
+            "anyone on the network path can read the OAuth client secret and every token, and "
+            f"forge calls and events. {_TLS_FIX}"
+        )
+    for index, adapter in enumerate(config.adapters):
+        if adapter.verify is not False:
+            continue
+        hosts = _hosts(_option_strings(adapter.options))
+        where = ", ".join(hosts) if hosts else "every host its plugin connects to"
+        messages.append(
+            f"adapters[{index}].verify = false: TLS certificates are NOT verified for adapter "
+            f"{adapter.instance!r} ({where}); anyone on the network path can read its CRM "
+            f"credentials and the call data it sends. {_TLS_FIX}"
+        )
+    return tuple(messages)
+
+
+def bridge_exposure_warning(config: ConnectorConfig) -> str | None:
+    """What is exposed when the ``[bridge]`` listens beyond this machine, or None.
+
+    The pages run in the agent's browser on this machine, so the bridge binds loopback by
+    default; any other address lets other machines reach its pages and its WebSocket, which then
+    only the token guards (and, without TLS, the token crosses the network in clear text).
+    """
+    bridge = config.bridge
+    if bridge is None or not bridge.enabled or _is_loopback(bridge.host):
+        return None
+    clear = (
+        ""
+        if bridge.tls_cert_file is not None
+        else " over plain HTTP, so the token and every call cross the network unencrypted"
+    )
+    return (
+        f"bridge.host = {bridge.host!r}: the bridge's pages and commands are reachable from "
+        f'other machines{clear}; keep host = "127.0.0.1" unless the CRM pages run elsewhere '
+        "(then serve HTTPS with tls_cert_file and tls_key_file, and firewall the port)"
+    )
+
+
+def security_warnings(config: ConnectorConfig, *, file: bool = True) -> tuple[str, ...]:
+    """Everything in ``config`` that weakens security: the file's access
+    (:func:`config_file_warning`, when it came from a file and ``file`` is true),
+    :func:`tls_warnings` and :func:`bridge_exposure_warning`. The connector logs all but the
+    file's at every start (:func:`load_config` logs that one)."""
+    found = [config_file_warning(config.source)] if file and config.source is not None else []
+    found += [*tls_warnings(config), bridge_exposure_warning(config)]
+    return tuple(message for message in found if message)
+
+
+def _is_loopback(host: str) -> bool:
+    name = host.strip().strip("[]").lower()
+    if name == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+_TLS_FIX: Final = (
+    "Remove the setting to verify again, or trust a private or proxy CA with "
+    'verify = "<path of its PEM CA bundle>"'
+)
+
+
+def _hosts(urls: Iterable[str | None]) -> list[str]:
+    """The distinct host[:port]s of the https URLs among ``urls``, in order."""
+    hosts: list[str] = []
+    for url in urls:
+        if not url or "://" not in url:
+            continue
+        try:
+            parts = urlsplit(url.strip())
+            port = parts.port
+        except ValueError:  # an option that only looks like a URL ("https://[::1", ":port")
+            continue
+        if parts.scheme.lower() not in ("https", "wss") or not parts.hostname:
+            continue
+        # Only host and port: a URL may carry user:password, which no message may repeat.
+        host = parts.hostname + (f":{port}" if port else "")
+        if host not in hosts:
+            hosts.append(host)
+    return hosts
+
+
+def _option_strings(options: Mapping[str, Any]) -> list[str]:
+    """Every string among an adapter's options, sub-tables and arrays included."""
+    found: list[str] = []
+    stack: list[object] = [options]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, str):
+            found.append(value)
+        elif isinstance(value, Mapping):
+            stack.extend(reversed(list(value.values())))
+        elif isinstance(value, list | tuple):
+            stack.extend(reversed(value))
+    return found
 
 
 def parse_config(
@@ -597,7 +795,7 @@ class _Parser:
     # ------------------------------------------------------------------ [platform]
 
     def _platform(self, table: Mapping[str, Any]) -> PlatformConfig:
-        common = ("kind", "client_id_env", "client_secret_env")
+        common = ("kind", "client_id_env", "client_secret_env", "verify")
         only = {
             PlatformKind.SANDBOX: ("url",),
             PlatformKind.GENESYS: ("api_base", "login_base", "region"),
@@ -616,6 +814,7 @@ class _Parser:
         _check_keys(table, "platform", allowed, hint=_SECRET_HINT)
         id_env = _env_name(table, "platform.client_id_env", DEFAULT_CLIENT_ID_ENV)
         secret_env = _env_name(table, "platform.client_secret_env", DEFAULT_CLIENT_SECRET_ENV)
+        verify = self._verify(table.get("verify", True), "platform.verify")
         if kind is PlatformKind.SANDBOX:
             url = _optional_string(table, "platform.url")
             if url is not None:
@@ -633,6 +832,7 @@ class _Parser:
                 client_secret=self._secret(
                     "platform.client_secret_env", secret_env, "client_secret_env" in table
                 ),
+                verify=verify,
             )
         api_base, login_base = self._genesys_urls(table)
         client_id = self._secret("platform.client_id_env", id_env, required=True)
@@ -645,6 +845,7 @@ class _Parser:
             client_secret_env=secret_env,
             client_id=client_id,
             client_secret=client_secret,
+            verify=verify,
         )
 
     @staticmethod
@@ -792,6 +993,7 @@ class _Parser:
         )
 
     def _verify(self, value: object, key: str) -> bool | str:
+        """A ``verify`` key, the platform's or an adapter's: a flag, or an existing CA bundle."""
         if isinstance(value, bool):
             return value
         if not isinstance(value, str) or not value.strip():
@@ -804,7 +1006,7 @@ class _Parser:
                 "the path of a CA bundle",
                 key=key,
             )
-        path = self._path(value)
+        path = self._path(value, key)
         if not path.exists():
             raise ConfigError(
                 f"the CA bundle {str(path)!r} does not exist; give the path of a PEM file "
@@ -895,7 +1097,7 @@ class _Parser:
                 key="outbox.max_delay",
             )
         return OutboxConfig(
-            path=self._path(raw_path),
+            path=self._path(raw_path, "outbox.path"),
             synchronous=_choice(table, "outbox.synchronous", Synchronous, Synchronous.NORMAL),
             max_attempts=_integer(table, "outbox.max_attempts", 50, minimum=1),
             initial_delay=initial_delay,
@@ -996,10 +1198,11 @@ class _Parser:
             host=host,
             port=port,
             token_file=self._path(
-                _optional_string(table, "bridge.token_file") or DEFAULT_BRIDGE_TOKEN_FILE
+                _optional_string(table, "bridge.token_file") or DEFAULT_BRIDGE_TOKEN_FILE,
+                "bridge.token_file",
             ),
-            tls_cert_file=None if cert is None else self._path(cert),
-            tls_key_file=None if key is None else self._path(key),
+            tls_cert_file=None if cert is None else self._path(cert, "bridge.tls_cert_file"),
+            tls_key_file=None if key is None else self._path(key, "bridge.tls_key_file"),
             pages=pages,
             allowed_origins=origins,
             script_sources=sources,
@@ -1040,8 +1243,17 @@ class _Parser:
             inactivity_timeout=_seconds(table, "phone.inactivity_timeout", 600.0),
         )
 
-    def _path(self, value: str) -> Path:
-        path = Path(value.strip()).expanduser()
+    def _path(self, value: str, key: str) -> Path:
+        if "\0" in value:
+            # No file system takes it; refused here rather than failing later, mid-start.
+            raise ConfigError("must be a path, and a path cannot hold a NUL character", key=key)
+        try:
+            path = Path(value.strip()).expanduser()
+        except RuntimeError:  # "~user/…" naming no account (or no home directory at all)
+            raise ConfigError(
+                "starts with ~ but names no home directory here; write the full path",
+                key=key,
+            ) from None
         return path if path.is_absolute() else self._base_dir / path
 
 

@@ -22,6 +22,7 @@ hundred agents), and only what changed during the gap is reported.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping
 from datetime import datetime, timedelta
@@ -45,7 +46,13 @@ from crmphone.bridge import (
 )
 from crmphone.calls import CallTracker
 from crmphone.clock import Clock, SystemClock
-from crmphone.errors import ConfigError, InvalidStateError, NotFoundError, PlatformError
+from crmphone.errors import (
+    ConfigError,
+    InvalidStateError,
+    NotFoundError,
+    PlatformError,
+    StorageError,
+)
 from crmphone.events import (
     CallEvent,
     ConnectionState,
@@ -144,6 +151,7 @@ class Connector:
         self._stream: NotificationStream | None = None
         self._last_noted: datetime | None = None
         self._resync_lock = asyncio.Lock()
+        self._holding = False
         self._connection_states: dict[str, ConnectionState] = {}
         self._watchers: Watchers[Event] = Watchers(logger)
 
@@ -281,16 +289,30 @@ class Connector:
         self._publish_presence(events)
 
     async def _submit(self, events: list[CallEvent]) -> None:
-        if events:
-            self.stats.call_events += len(events)
-            await self.outbox.submit(events)
-            self._notify(events)
+        if not events:
+            return
+        self.stats.call_events += len(events)
+        while True:
+            try:
+                await self.outbox.submit(events)
+                break
+            except StorageError:
+                # The disk refuses writes: hold these events (the channel keeps reading into
+                # its queue meanwhile) and store them, in order, once it takes writes again.
+                # Until then "last heard" must not move past them: a restart resyncs from it.
+                self._holding = True
+                await self.outbox.wait_writable()
+        self._holding = False
+        self._notify(events)
 
     async def _note_heard(self, *, force: bool = False) -> None:
         now = self._clock.wall()
+        if self._holding:
+            return
         if force or self._last_noted is None or now - self._last_noted >= _LAST_HEARD_EVERY:
-            self._last_noted = now
-            await self.outbox.remember(_LAST_HEARD, now.isoformat())
+            with contextlib.suppress(StorageError):  # noted again at the next event
+                await self.outbox.remember(_LAST_HEARD, now.isoformat())
+                self._last_noted = now
 
     # ------------------------------------------------------------------ gaps
 

@@ -11,6 +11,7 @@ of something we talk to (the platform, a CRM, the network).
 .. code-block:: text
 
     CrmphoneError
+    ├── StorageError                crmphone's own file cannot be written: read-only, full, gone
     ├── UsageError                  local misuse: fix the code or the configuration
     │   ├── ConfigError             a setting is missing or invalid (names the key)
     │   │   └── PluginError             an adapter plugin is missing, not allowed, or broken
@@ -32,6 +33,9 @@ of something we talk to (the platform, a CRM, the network).
         └── CrmError                a CRM failed (what adapters raise)
             ├── CrmRetryableError       may succeed later (has retry_after): the outbox retries
             └── CrmPermanentError       will fail again as it is: the write goes to dead letters
+
+A :class:`StorageError` is neither: the local disk failed under a correct configuration. The outbox
+holds its events and retries until the disk takes writes again.
 
 Messages say what happened and what to do. They never contain secrets (tokens, client secrets).
 """
@@ -58,6 +62,7 @@ __all__ = [
     "RateLimitedError",
     "RemoteError",
     "ServerError",
+    "StorageError",
     "SubscriptionError",
     "TransportError",
     "UsageError",
@@ -96,6 +101,11 @@ class PluginError(ConfigError):
 
 class InvalidStateError(UsageError):
     """An operation was attempted in a state that does not allow it."""
+
+
+class StorageError(CrmphoneError):
+    """A file crmphone keeps (the outbox) cannot be written: the disk is read-only or full, or
+    the file was removed. Nothing is lost: what could not be stored is held and retried."""
 
 
 class RemoteError(CrmphoneError):

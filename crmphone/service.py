@@ -31,10 +31,12 @@ from crmphone.bridge import (
     builtin_pages,
 )
 from crmphone.bridging import BridgeFeed
-from crmphone.config import ConnectorConfig, LogFormat, PlatformKind
+from crmphone.clock import Clock, SystemClock
+from crmphone.config import ConnectorConfig, LogFormat, PlatformKind, security_warnings
 from crmphone.connector import AdapterCommands, BridgeCommands, Connector, Dialer, PhoneControls
 from crmphone.errors import InvalidStateError, PlatformError
 from crmphone.health import ConnectorMetrics, HealthServer, Readiness
+from crmphone.notifications import ChannelSettings
 from crmphone.platform import ClientCredentials, PlatformClient, StaticToken, TokenProvider
 
 __all__ = ["SecretRedactor", "Services", "build_adapters", "configure_logging", "run_connector"]
@@ -123,6 +125,7 @@ class _Platform:
     sandbox: Any
     api_base: str
     client_id: str
+    verify: bool | str = True
 
 
 @attrs.define
@@ -173,11 +176,22 @@ async def _platform(config: ConnectorConfig) -> AsyncIterator[_Platform]:
         assert client_id is not None
         assert client_secret is not None
         tokens = ClientCredentials(
-            login_base=login_base, client_id=client_id, client_secret=client_secret
+            login_base=login_base,
+            client_id=client_id,
+            client_secret=client_secret,
+            verify=platform.verify,
         )
-        client = await stack.enter_async_context(PlatformClient(api_base=api_base, tokens=tokens))
+        client = await stack.enter_async_context(
+            PlatformClient(api_base=api_base, tokens=tokens, verify=platform.verify)
+        )
         await tokens.token()  # fail fast, with a clear message, on bad credentials
-        yield _Platform(client=client, sandbox=sandbox, api_base=api_base, client_id=client_id)
+        yield _Platform(
+            client=client,
+            sandbox=sandbox,
+            api_base=api_base,
+            client_id=client_id,
+            verify=platform.verify,
+        )
 
 
 @contextlib.asynccontextmanager
@@ -194,7 +208,10 @@ async def _agent_phone(config: ConnectorConfig, platform: _Platform) -> AsyncIte
 
         # The sandbox signs its agents in as a browser would (Authorization Code + PKCE).
         tokens = await sign_in_sandbox_agent(
-            platform.api_base, phone_config.agent, client_id=platform.client_id
+            platform.api_base,
+            phone_config.agent,
+            client_id=platform.client_id,
+            verify=platform.verify,
         )
         ice = LOOPBACK_ICE
     else:
@@ -208,7 +225,7 @@ async def _agent_phone(config: ConnectorConfig, platform: _Platform) -> AsyncIte
         ice=ice,
     )
     async with (
-        PlatformClient(api_base=platform.api_base, tokens=tokens) as client,
+        PlatformClient(api_base=platform.api_base, tokens=tokens, verify=platform.verify) as client,
         Softphone(client, settings=settings) as phone,
     ):
         if phone.agent_id != phone_config.agent:
@@ -219,6 +236,22 @@ async def _agent_phone(config: ConnectorConfig, platform: _Platform) -> AsyncIte
         logger.info("service: %s's phone is logged in", phone.agent_id)
         yield phone
     logger.info("service: %s's phone is logged out", phone_config.agent)
+
+
+def _announce_security(config: ConnectorConfig) -> None:
+    """Say, at every start, what weakens security (WARNING: TLS turned off, a bridge others can
+    reach) and which CA bundles are trusted (INFO)."""
+    # Repeated at each start on purpose: an opt-out made once for a test must not be forgotten.
+    # The file's own warning is load_config's (a config may come from no file at all).
+    for message in security_warnings(config, file=False):
+        logger.warning("service: %s", message)
+    trusted = [("platform.verify", config.platform.verify)] + [
+        (f"adapters[{index}].verify", adapter.verify)
+        for index, adapter in enumerate(config.adapters)
+    ]
+    for key, verify in trusted:
+        if isinstance(verify, str):
+            logger.info("service: %s: TLS verified against the CA bundle %s only", key, verify)
 
 
 def _phone_dialer(phones: Mapping[str, Any]) -> Dialer:
@@ -391,6 +424,8 @@ async def _health(connector: Connector, outbox: Outbox, port: int) -> AsyncItera
     metrics.adapter_gauges.set_labelled_function(adapter_gauges)
 
     def readiness() -> Readiness:
+        if outbox.storage_error is not None:
+            return Readiness.no(f"the outbox cannot write to its file: {outbox.storage_error}")
         if connector.ready.is_set():
             return Readiness.yes()
         return Readiness.no("not following the platform's events yet")
@@ -420,6 +455,8 @@ async def run_connector(
     on_ready: Any = None,
     on_started: Any = None,
     phones: Mapping[str, Any] | None = None,
+    channel_settings: ChannelSettings | None = None,
+    clock: Clock | None = None,
 ) -> None:
     """Run the connector of ``config`` until ``stop`` is set, then drain and close.
 
@@ -429,8 +466,13 @@ async def run_connector(
     phones the caller runs (agent id → :class:`~crmphone.phone.Softphone`), besides the
     ``[phone]``: their events reach the adapters and the pages, and the pages' commands reach them.
     ``on_ready(connector, health_server, sandbox)`` and ``on_started(services)`` (a
-    :class:`Services`) are called once everything is up and following the platform.
+    :class:`Services`) are called once everything is up and following the platform. Every TLS
+    verification the config turns off, and a bridge other machines can reach, is logged as a
+    WARNING first (:func:`~crmphone.config.security_warnings`).
+    ``channel_settings`` replace the notification channel's timings (tests and the fault matrix
+    shorten them) and ``clock`` the connector's and the outbox's clock.
     """
+    _announce_security(config)
     if adapters is None:
         adapters, commands = build_adapters(config)
     async with _platform(config) as platform, contextlib.AsyncExitStack() as outer:
@@ -443,13 +485,21 @@ async def run_connector(
             all_phones[phone.agent_id] = phone
         if dialer is None and all_phones:
             dialer = _phone_dialer(all_phones)
-        async with Outbox(_outbox_settings(config), adapters) as outbox:
+        times = clock or SystemClock()
+        async with Outbox(
+            _outbox_settings(config),
+            adapters,
+            clock=lambda: times.wall().timestamp(),
+            monotonic=times.monotonic,
+        ) as outbox:
             connector = Connector(
                 client,
                 outbox,
                 agent_ids=agent_ids,
                 dialer=dialer,
                 follow_presence=config.agents.presence,
+                channel_settings=channel_settings,
+                clock=times,
             )
             services = Services(
                 config=config,

@@ -35,6 +35,7 @@ EXPECTED = {
     "Resync",
     "ServerError",
     "StaticToken",
+    "StorageError",
     "SubscriptionError",
     "SystemClock",
     "TokenProvider",

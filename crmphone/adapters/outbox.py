@@ -11,6 +11,14 @@ thread, writes arriving together share one commit (so thousands of events a seco
 commits), and every adapter hook runs on that adapter's workers under a time limit, so a CRM that
 is slow or down delays its own work only.
 
+When the disk stops taking writes (read-only, full), nothing is acknowledged that is not stored:
+:meth:`Outbox.submit` raises :class:`~crmphone.errors.StorageError` (the connector holds the events
+and submits them again once :meth:`Outbox.wait_writable` returns), deliveries pause, and the outbox
+tries a write every ``storage_retry`` seconds until one succeeds. Writes that reached the CRM but
+could not be marked done are sent again then, under the same key: the adapter's upsert makes that
+harmless. When the wall clock jumps, every stored time moves with it, so a jump neither delays a
+retry by hours nor ages work into expiry.
+
 Status events (:meth:`Outbox.publish_status`: the phone's connection, presence) are not durable:
 they describe *now*, so when an adapter falls behind it gets the latest of each kind for each
 agent, in order, and the older states it never saw are dropped.
@@ -29,6 +37,7 @@ import contextlib
 import functools
 import logging
 import random
+import sqlite3
 import time
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from pathlib import Path
@@ -42,7 +51,7 @@ from crmphone.adapters.base import Adapter, CallerMatch, CallLog, CrmRecord, Mem
 from crmphone.adapters.policy import RetryPolicy
 from crmphone.adapters.router import WorkKind
 from crmphone.adapters.store import AdapterRoute, EnqueueResult, OutboxStore, WorkItem
-from crmphone.errors import CrmPermanentError, CrmRetryableError, InvalidStateError
+from crmphone.errors import CrmPermanentError, CrmRetryableError, InvalidStateError, StorageError
 from crmphone.events import CallEvent, PresenceChanged, RoutingStatusChanged, StatusEvent
 
 __all__ = ["CallLogged", "CallerMatched", "Outbox", "OutboxNotice", "OutboxSettings", "OutboxStats"]
@@ -93,7 +102,8 @@ class OutboxSettings:
     failed. ``drain_timeout``: how long a shutdown waits for writes in flight. ``retention``:
     seconds to remember events already seen (to refuse copies) and finished calls' logs.
     ``status_backlog``: status events waiting per adapter (one per kind and agent); beyond it
-    the oldest is dropped.
+    the oldest is dropped. ``storage_retry``: seconds between attempts to write while the disk
+    refuses writes.
     """
 
     path: Path = attrs.field(converter=Path)
@@ -105,12 +115,14 @@ class OutboxSettings:
     drain_timeout: float = 10.0
     retention: float = 7 * 86_400.0
     status_backlog: int = 4096
+    storage_retry: float = 1.0
 
 
 @attrs.define
 class OutboxStats:
     """Counters for metrics: events in, copies refused, and per adapter writes done, retries
-    scheduled, dead letters made and screen pops skipped because they expired."""
+    scheduled, dead letters made and screen pops skipped because they expired; how often the
+    disk refused writes and the wall clock jumped."""
 
     events_in: int = 0
     duplicates: int = 0
@@ -119,6 +131,8 @@ class OutboxStats:
     retries: collections.Counter[str] = attrs.field(factory=collections.Counter)
     dead_letters: collections.Counter[str] = attrs.field(factory=collections.Counter)
     pops_expired: collections.Counter[str] = attrs.field(factory=collections.Counter)
+    storage_failures: int = 0
+    clock_jumps: int = 0
 
 
 _Write = Callable[[OutboxStore], Any]
@@ -140,6 +154,7 @@ class Outbox:
         *,
         owns_adapters: bool = True,
         clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
         rng: random.Random | None = None,
     ) -> None:
         self.settings = settings
@@ -147,6 +162,10 @@ class Outbox:
         self.stats = OutboxStats()
         self._owns_adapters = owns_adapters
         self._clock = clock
+        self._monotonic = monotonic
+        self._storage_error: str | None = None
+        self._writable = asyncio.Event()
+        self._writable.set()
         self._rng = rng or random.Random()
         self._routes = tuple(
             AdapterRoute(
@@ -190,7 +209,11 @@ class Outbox:
         settings = self.settings
         self._store = await self._read(
             lambda _: OutboxStore(
-                settings.path, synchronous=settings.synchronous, clock=self._clock
+                settings.path,
+                synchronous=settings.synchronous,
+                clock=self._clock,
+                monotonic=self._monotonic,
+                on_clock_jump=self._clock_jumped,
             )
         )
         for name, adapter in self.adapters.items():
@@ -281,6 +304,9 @@ class Outbox:
 
         Copies of events already stored (same :attr:`~crmphone.events.BaseCallEvent.key`) are
         refused, so a resync or a redelivered notification cannot make work twice.
+
+        :raises StorageError: the disk refused the commit; nothing of ``events`` was stored.
+            Submit them again after :meth:`wait_writable`.
         """
         if not self._accepting:
             raise InvalidStateError("the outbox is not open (enter it with `async with`)")
@@ -337,6 +363,15 @@ class Outbox:
         counts = await self._read(lambda store: store.counts())
         return {name: counts.get((name, "pending"), 0) for name in self.adapters}
 
+    @property
+    def storage_error(self) -> str | None:
+        """Why the disk refuses writes now (None: it takes them)."""
+        return self._storage_error
+
+    async def wait_writable(self) -> None:
+        """Return once the disk takes writes (at once when it does)."""
+        await self._writable.wait()
+
     async def wait_idle(self, within: float) -> bool:
         """Wait until no work is pending or in flight (dead letters aside); False after ``within`` s.
 
@@ -380,9 +415,12 @@ class Outbox:
             try:
                 outcomes = await self._read(functools.partial(_commit, [op for op, _ in batch]))
             except Exception as exc:  # noqa: BLE001 - the commit failed: each awaiter gets why
+                failure: Exception = exc
+                if isinstance(exc, sqlite3.Error):
+                    failure = self._storage_failed(exc)
                 for _, future in batch:
                     if not future.done():
-                        future.set_exception(exc)
+                        future.set_exception(failure)
                 continue
             finally:
                 self._flushing = False
@@ -393,6 +431,63 @@ class Outbox:
                     future.set_result(value)
                 else:
                     future.set_exception(value)
+
+    def _storage_failed(self, exc: sqlite3.Error) -> StorageError:
+        """The disk refused a commit: pause, say so once, and start probing for its return."""
+        reason = f"{type(exc).__name__}: {exc}"
+        error = StorageError(
+            f"the outbox cannot write to {str(self.settings.path)!r} ({reason}): events are held "
+            "in memory and nothing is acknowledged until it is stored"
+        )
+        if self._storage_error is None:
+            self._storage_error = reason
+            self._writable.clear()
+            self.stats.storage_failures += 1
+            logger.error(
+                "outbox: cannot write to %s (%s). Is the disk read-only or full? Deliveries are "
+                "paused and new events are held in memory (nothing is acknowledged or lost); "
+                "trying again every %g s",
+                self.settings.path,
+                reason,
+                self.settings.storage_retry,
+            )
+            self._tasks.append(
+                asyncio.get_running_loop().create_task(
+                    self._probe_storage(self._monotonic()), name="crmphone-outbox-probe"
+                )
+            )
+        return error
+
+    async def _probe_storage(self, since: float) -> None:
+        """Try a small write every ``storage_retry`` seconds until the disk takes it."""
+        while not self._stopping:
+            await asyncio.sleep(self.settings.storage_retry)
+            try:
+                await self._write(lambda store: store.set_meta("storage_probe", str(self._clock())))
+            except StorageError:
+                continue  # still refused (said once, when it started)
+            self._storage_error = None
+            logger.warning(
+                "outbox: writing to %s again after %.1f s; delivering what was held",
+                self.settings.path,
+                self._monotonic() - since,
+            )
+            self._writable.set()
+            for event in self._wake.values():
+                event.set()
+            return
+
+    def _clock_jumped(self, jump: float, moved: int) -> None:
+        """The store moved its times with a wall-clock jump (called on the database thread)."""
+        self.stats.clock_jumps += 1
+        logger.warning(
+            "outbox: the wall clock jumped %s by %.1f s (NTP, an admin or a resumed VM): moved "
+            "the times of %d queued item(s) with it, so no retry is delayed and nothing expires "
+            "because of the jump",
+            "forward" if jump > 0 else "back",
+            abs(jump),
+            moved,
+        )
 
     # ------------------------------------------------------------------ delivery
 
@@ -410,17 +505,33 @@ class Outbox:
         limit = self.settings.concurrency
         while not self._stopping:
             wake.clear()
+            if self._storage_error is not None:
+                # Deliveries could not be marked done: wait for the disk (the probe wakes us).
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(self.settings.storage_retry):
+                        await wake.wait()
+                continue
             free = limit - len(running)
             launched = False
             if free > 0:
                 busy = set(in_flight)
-                items = await self._read(functools.partial(_due, name, free * max(batch, 1), busy))
+                try:
+                    items = await self._read(
+                        functools.partial(_due, name, free * max(batch, 1), busy)
+                    )
+                except sqlite3.Error as exc:
+                    self._storage_failed(exc)  # a disk that fails reads fails writes too
+                    continue
                 launched = self._launch_due(name, items, free, batch)
             if launched and len(running) < limit:
                 continue
             timeout: float | None = None
             if len(running) < limit:
-                next_at = await self._read(lambda store: store.next_due_at(name))
+                try:
+                    next_at = await self._read(lambda store: store.next_due_at(name))
+                except sqlite3.Error as exc:
+                    self._storage_failed(exc)
+                    continue
                 timeout = _IDLE_POLL_SECONDS
                 if next_at is not None and not launched:
                     timeout = min(timeout, max(0.0, next_at - self._clock()))
@@ -465,6 +576,10 @@ class Outbox:
             self._in_flight[name][item.log_key] = task
 
         def landed(_: asyncio.Task[None]) -> None:
+            if not task.cancelled() and (failure := task.exception()) is not None:
+                # Only a refused commit gets here (every adapter failure is handled inside): the
+                # work stays queued and goes again once the disk takes writes.
+                logger.debug("outbox: %s delivery not recorded: %s", name, failure)
             self._running[name].discard(task)
             self._batches[name].discard(task)
             for item in items:

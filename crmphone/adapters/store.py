@@ -26,6 +26,7 @@ power loss, at the cost of an fsync per commit.
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import time
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
@@ -37,6 +38,7 @@ import attrs
 
 from crmphone.adapters.base import CallerMatch, CallLog, CrmRecord
 from crmphone.adapters.router import WorkKind, route
+from crmphone.clock import ClockJumpDetector
 from crmphone.errors import ConfigError
 from crmphone.events import CallEvent
 
@@ -174,6 +176,8 @@ class OutboxStore:
         *,
         synchronous: Literal["normal", "full"] = "normal",
         clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
+        on_clock_jump: Callable[[float, int], None] | None = None,
     ) -> None:
         if synchronous not in ("normal", "full"):
             raise ConfigError(
@@ -181,9 +185,15 @@ class OutboxStore:
             )
         self.path = Path(path)
         self._clock = clock
+        self._monotonic = monotonic
+        self._jumps = ClockJumpDetector()
+        self._on_clock_jump = on_clock_jump
         try:
+            if not self.path.exists():
+                # Call data: readable by its owner only (SQLite gives the WAL the same mode).
+                os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
             self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, OSError) as exc:
             raise ConfigError(
                 f"cannot open the outbox database {str(self.path)!r}: {exc}. Check that its "
                 "directory exists and is writable.",
@@ -212,6 +222,7 @@ class OutboxStore:
         """Group several writes into one commit (nesting is not supported)."""
         self._db.execute("BEGIN IMMEDIATE")
         try:
+            self._now()  # a clock jump moves the stored times here, outside any savepoint
             yield
         except BaseException:
             self._db.execute("ROLLBACK")
@@ -237,7 +248,7 @@ class OutboxStore:
 
         Call inside :meth:`transaction` (the outbox commits a whole batch at once).
         """
-        now = self._clock()
+        now = self._now()
         queued = dict.fromkeys((r.name for r in routes), 0)
         duplicates = 0
         anomalies: list[str] = []
@@ -276,14 +287,14 @@ class OutboxStore:
         """Remember that ``adapter``'s click-to-dial placed ``conversation_id`` from ``record``."""
         self._db.execute(
             "INSERT OR REPLACE INTO links VALUES (?, ?, ?, ?)",
-            (adapter, conversation_id, json.dumps(record.to_json()), self._clock()),
+            (adapter, conversation_id, json.dumps(record.to_json()), self._now()),
         )
 
     def save_match(self, adapter: str, log_key: str, match: CallerMatch) -> None:
         """Keep the caller lookup's result with the call's log (the log links to it)."""
         log = self._log(adapter, log_key)
         if log is not None:
-            self._save_log(adapter, attrs.evolve(log, match=match), self._clock())
+            self._save_log(adapter, attrs.evolve(log, match=match), self._now())
 
     # ------------------------------------------------------------------ delivering
 
@@ -291,7 +302,7 @@ class OutboxStore:
         self, adapter: str, *, limit: int, busy: Collection[str] = (), now: float | None = None
     ) -> list[WorkItem]:
         """Up to ``limit`` items ready now: the first pending item of calls not ``busy``."""
-        now = self._clock() if now is None else now
+        now = self._now() if now is None else now
         rows = self._db.execute(
             f"SELECT {_COLUMNS} FROM work AS w WHERE adapter = ? AND state = 'pending'"  # noqa: S608 - constant SQL fragments; values are bound
             " AND next_at <= ? AND NOT EXISTS (SELECT 1 FROM work AS p WHERE p.adapter ="
@@ -344,7 +355,7 @@ class OutboxStore:
 
     def fail(self, ids: Iterable[int], error: str, *, retry_in: float | None) -> None:
         """An attempt failed: try again in ``retry_in`` seconds, or (None) make dead letters."""
-        now = self._clock()
+        now = self._now()
         if retry_in is None:
             self._db.executemany(
                 "UPDATE work SET attempts = attempts + 1, last_error = ?, state = 'dead',"
@@ -394,7 +405,7 @@ class OutboxStore:
         clauses, values = self._filter(state="dead", adapter=adapter, ids=ids)
         return self._db.execute(
             f"UPDATE work SET state = 'pending', attempts = 0, next_at = ?{clauses}",  # noqa: S608 - constant SQL fragments; values are bound
-            (self._clock(), *values),
+            (self._now(), *values),
         ).rowcount
 
     def purge(
@@ -412,7 +423,7 @@ class OutboxStore:
     def prune(self, *, older_than: float) -> int:
         """Forget refused-copy records and logs of calls untouched for ``older_than`` seconds,
         when no work of theirs is left; return how many rows went."""
-        cutoff = self._clock() - older_than
+        cutoff = self._now() - older_than
         gone = self._db.execute("DELETE FROM seen WHERE at < ?", (cutoff,)).rowcount
         gone += self._db.execute(
             "DELETE FROM logs WHERE updated < ? AND NOT EXISTS (SELECT 1 FROM work WHERE"
@@ -434,7 +445,7 @@ class OutboxStore:
         """Keep ``value`` under ``key`` for ``adapter`` (until ``retention`` after this)."""
         self._db.execute(
             "INSERT OR REPLACE INTO memory VALUES (?, ?, ?, ?)",
-            (adapter, key, value, self._clock()),
+            (adapter, key, value, self._now()),
         )
 
     def meta(self, key: str) -> str | None:
@@ -446,7 +457,37 @@ class OutboxStore:
         """Keep ``value`` under ``key`` (see :meth:`meta`)."""
         self._db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (f"x:{key}", value))
 
+    def shift_times(self, seconds: float) -> int:
+        """Move every stored time by ``seconds`` (the wall clock jumped by that much): retries
+        stay as far away as they were, nothing ages or expires by the jump. Returns the number of
+        queued items re-timed."""
+        db = self._db
+        moved = db.execute(
+            "UPDATE work SET next_at = next_at + ?1, created = created + ?1, "
+            "expires = expires + ?1",
+            (seconds,),
+        ).rowcount
+        for table, column in (
+            ("seen", "at"),
+            ("logs", "updated"),
+            ("memory", "at"),
+            ("links", "at"),
+        ):
+            db.execute(f"UPDATE {table} SET {column} = {column} + ?", (seconds,))  # noqa: S608 - fixed names
+        return int(moved)
+
     # ------------------------------------------------------------------ internals
+
+    def _now(self) -> float:
+        """The wall clock, after moving every stored time with it if it jumped since the last
+        reading: a time taken after a jump is never shifted, one taken before always is."""
+        wall = self._clock()
+        jump = self._jumps.observe(self._monotonic(), wall)
+        if jump is not None:
+            moved = self.shift_times(jump)
+            if self._on_clock_jump is not None:
+                self._on_clock_jump(jump, moved)
+        return wall
 
     def _log(self, adapter: str, log_key: str) -> CallLog | None:
         row = self._db.execute(

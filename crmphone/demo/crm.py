@@ -15,6 +15,7 @@ places calls from numbers the CRM knows, and afterwards counts, *in the CRM*, wh
 
 from __future__ import annotations
 
+import enum
 import importlib.metadata
 import logging
 from collections.abc import Collection, Mapping, Sequence
@@ -22,7 +23,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from crmphone.errors import PluginError
 
-__all__ = ["EMULATORS_GROUP", "DemoCrm", "load_demo_crms"]
+__all__ = ["EMULATORS_GROUP", "CrmFault", "DemoCrm", "FaultyCrm", "load_demo_crms"]
 
 logger = logging.getLogger(__name__)
 
@@ -71,6 +72,39 @@ class DemoCrm(Protocol):
 
     def requests(self) -> int:
         """API requests the CRM has answered since :meth:`start`."""
+        ...
+
+
+class CrmFault(enum.StrEnum):
+    """The ways a CRM lets a connector down that the fault matrix injects."""
+
+    UNAVAILABLE = "unavailable"
+    """The CRM is down: 503 (maintenance, an outage)."""
+    RATE_LIMITED = "rate_limited"
+    """Too many requests: 429 with ``Retry-After``, or the CRM's own equivalent."""
+    EXPIRED_SESSION = "expired_session"
+    """The session or token expired: 401 until the adapter signs in again."""
+
+
+@runtime_checkable
+class FaultyCrm(Protocol):
+    """A :class:`DemoCrm` that can also fail on demand (the fault matrix, ``make bench``).
+
+    Optional: an emulator without these methods is left out of the CRM rows of the matrix.
+    """
+
+    def inject(self, fault: CrmFault, count: int) -> str:
+        """Make the next ``count`` API requests fail with ``fault``; return what the CRM
+        answers, in a few words (``"503 Service Unavailable (HTML)"``)."""
+        ...
+
+    def heal(self) -> None:
+        """Drop every fault not yet taken: the CRM answers normally again."""
+        ...
+
+    def accelerated_options(self) -> Mapping[str, Any]:
+        """Adapter options that shorten the CRM's own waits (e.g. after a spent API allowance)
+        so that an accelerated run does not sit out production delays."""
         ...
 
 

@@ -269,13 +269,24 @@ def _toml(value: Any) -> str:
     raise ConfigError(f"cannot write {type(value).__name__} into connector.toml", key="demo")
 
 
+_DEMO_OUTBOX = {"initial_delay": 0.2, "max_delay": 5.0}
+
+
 def _connector_toml(
     sandbox_url: str,
     agent_ids: Sequence[str],
     crms: Mapping[str, DemoCrm],
-    bridge_port: int,
+    bridge_port: int | None,
+    *,
+    outbox: Mapping[str, Any] = _DEMO_OUTBOX,
+    adapter_options: Mapping[str, Mapping[str, Any]] | None = None,
+    log_level: str = "warning",
 ) -> str:
-    """The connector's configuration, as an admin would write it for these emulators."""
+    """The connector's configuration, as an admin would write it for these emulators.
+
+    ``bridge_port`` None leaves the bridge off; ``outbox`` holds ``[outbox]`` settings besides the
+    path; ``adapter_options`` adds options per CRM (the fault matrix's accelerated waits).
+    """
     lines = [
         "[platform]",
         'kind = "sandbox"',
@@ -290,23 +301,20 @@ def _connector_toml(
         lines += ["", f"[agents.crm_users.{name}]"]
         lines += [f"{_toml(agent)} = {_toml(user)}" for agent, user in crm.crm_users().items()]
     for name, crm in crms.items():
+        options = {**crm.adapter_options(), **(adapter_options or {}).get(name, {})}
         lines += ["", "[[adapters]]", f"name = {_toml(name)}", "timeout = 20.0"]
-        lines += [f"{key} = {_toml(value)}" for key, value in crm.adapter_options().items()]
-    lines += [
-        "",
-        "[outbox]",
-        'path = "outbox.sqlite3"',
-        "initial_delay = 0.2",
-        "max_delay = 5.0",
-        "",
-        "[bridge]",
-        f"port = {bridge_port}",
-        # The Open CTI page needs HTTPS with a certificate the browser trusts: not a demo's.
-        'pages = ["dashboard", "zendesk"]',
-        "",
-        "[log]",
-        'level = "warning"',
-    ]
+        lines += [f"{key} = {_toml(value)}" for key, value in options.items()]
+    lines += ["", "[outbox]", 'path = "outbox.sqlite3"']
+    lines += [f"{key} = {_toml(value)}" for key, value in outbox.items()]
+    if bridge_port is not None:
+        lines += [
+            "",
+            "[bridge]",
+            f"port = {bridge_port}",
+            # The Open CTI page needs HTTPS with a certificate the browser trusts: not a demo's.
+            'pages = ["dashboard", "zendesk"]',
+        ]
+    lines += ["", "[log]", f"level = {_toml(log_level)}"]
     return "\n".join(lines) + "\n"
 
 
@@ -695,6 +703,8 @@ async def run_demo(
         stack.enter_context(_environment(secrets))
         stack.enter_context(_quiet_logging(console, list(secrets.values())))
         text = _connector_toml(sandbox.base_url, list(agents), crms, settings.bridge_port)
+        # Private (0600) before it holds anything, as load_config asks of a connector's file.
+        (work / "connector.toml").touch(mode=0o600)
         (work / "connector.toml").write_text(text, encoding="utf-8")
         config: ConnectorConfig = parse_config(
             text, base_dir=work, environ=os.environ, source_name="connector.toml"

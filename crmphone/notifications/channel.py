@@ -68,6 +68,7 @@ from crmphone.notifications.messages import (
 from crmphone.notifications.policy import Reconnect, Rollover, plan_reconnect, rollover_due
 from crmphone.notifications.protocol import Abandon, ChannelProtocol, ProtocolSettings, SendPing
 from crmphone.notifications.topics import plan_channels
+from crmphone.platform._tls import TLS_ADVICE, certificate_problem, websocket_tls
 
 if TYPE_CHECKING:
     from crmphone.platform import AccessToken, Channel, PlatformClient, TokenProvider
@@ -545,7 +546,14 @@ class _ChannelRunner:
                 await asyncio.sleep(delay)
                 self.stream.stats.reconnects += 1
                 self.current = await self._open_until_live(plan)
-                await self._resync(self.current, old.ended_wall, diagnosis.cause)
+                # A socket that went silent stopped delivering at its last frame, well before it
+                # was declared dead: the gap starts there, or calls that ended in between are
+                # outside the resync's window.
+                gap_started = old.ended_wall
+                last_frame = diagnosis.facts.last_frame_at
+                if last_frame is not None and (gap_started is None or last_frame < gap_started):
+                    gap_started = last_frame
+                await self._resync(self.current, gap_started, diagnosis.cause)
 
     def _drain_time(self, old: _Socket) -> float:
         # Close the replaced socket ourselves before its channel or token dies on it, so that its end
@@ -667,6 +675,8 @@ class _ChannelRunner:
                 close_timeout=settings.close_timeout,
                 max_size=settings.transport_max_size,
                 user_agent_header=_USER_AGENT,
+                # The socket trusts exactly what the REST client trusts ([platform] verify).
+                **websocket_tls(channel.connect_uri, self.stream.client.ssl_context),
             )
         except InvalidStatus as exc:
             status = exc.response.status_code
@@ -678,6 +688,12 @@ class _ChannelRunner:
                 f"the platform gave an unusable connectUri {channel.connect_uri!r}"
             ) from exc
         except (InvalidHandshake, OSError, TimeoutError) as exc:
+            problem = certificate_problem(exc)
+            if problem is not None:
+                # Retried like any failed open (a proxy may be mid-change), but said plainly.
+                raise _RetryableOpenError(
+                    f"TLS verification failed for the channel's socket ({problem}). {TLS_ADVICE}"
+                ) from exc
             raise _RetryableOpenError(f"could not connect to the channel ({exc!r})") from exc
 
     async def _subscribe(self, channel: Channel) -> None:

@@ -26,6 +26,7 @@ from websockets.asyncio.client import ClientConnection
 from crmphone.errors import CrmphoneError, TransportError
 from crmphone.notifications.backoff import Backoff, BackoffPolicy
 from crmphone.platform import PlatformClient
+from crmphone.platform._tls import TLS_ADVICE, certificate_problem, websocket_tls
 
 __all__ = [
     "JsonSignalling",
@@ -106,7 +107,7 @@ def parse_signal(text: str) -> Signal | None:
     """One frame → a message; None for frames with nothing to act on (a ``pong``)."""
     try:
         data = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):  # deep nesting exhausts the decoder's stack
         return MalformedSignal("not JSON", text[:200])
     if not isinstance(data, dict):
         return MalformedSignal("not a JSON object", text[:200])
@@ -272,7 +273,12 @@ class JsonSignalling:
             try:
                 channel = await self._client.create_channel(streaming=True)
                 async with websockets.connect(
-                    channel.connect_uri, open_timeout=10, max_size=2**20, compression=None
+                    channel.connect_uri,
+                    open_timeout=10,
+                    max_size=2**20,
+                    compression=None,
+                    # The socket trusts exactly what the REST client trusts ([platform] verify).
+                    **websocket_tls(channel.connect_uri, self._client.ssl_context),
                 ) as socket:
                     self._socket = socket
                     self._connected.set()
@@ -288,9 +294,11 @@ class JsonSignalling:
                 logger.warning("signalling: could not open a streaming channel", exc_info=True)
                 code, reason = None, "could not open a streaming channel"
             except (OSError, websockets.WebSocketException) as exc:
+                problem = certificate_problem(exc)
+                failure = f"TLS verification failed ({problem}). {TLS_ADVICE}" if problem else exc
                 if first:
-                    raise TransportError(f"signalling: cannot connect: {exc}") from exc
-                code, reason = None, f"connection failed: {exc}"
+                    raise TransportError(f"signalling: cannot connect: {failure}") from exc
+                code, reason = None, f"connection failed: {failure}"
             finally:
                 self._connected.clear()
                 self._socket = None

@@ -3,7 +3,8 @@
 Both the REST client and the token providers send through :func:`send_with_retries`, so there is
 one retry loop in the package. It returns the last response, whatever its status (mapping statuses
 to errors is the caller's business), and raises :class:`~crmphone.errors.TransportError` when no
-response could be had. httpx's exceptions never escape it.
+response could be had (at once, without retrying, when the server's certificate is not trusted).
+httpx's exceptions never escape it.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import httpx
 from crmphone.clock import Clock
 from crmphone.errors import PlatformError, TransportError
 
+from ._tls import TLS_ADVICE, certificate_problem
 from .retry import IDEMPOTENT_METHODS, RetryPolicy
 
 __all__ = ["Sleep", "describe_transport_error", "read_json", "send_with_retries"]
@@ -58,6 +60,13 @@ async def send_with_retries(
             logger.debug(
                 "%s %s -> %s after %.1f ms", method, path, type(exc).__name__, _ms(clock, sent_at)
             )
+            problem = certificate_problem(exc)
+            if problem is not None:
+                # An untrusted certificate does not heal in seconds: retrying only hides it.
+                raise TransportError(
+                    f"{method} {path}: TLS verification failed for {host}: {problem}; the "
+                    f"server's certificate is not trusted, so nothing was sent. {TLS_ADVICE}."
+                ) from exc
             delay = policy.decide(
                 attempt, None, None, elapsed, rng=rng, idempotent=idempotent, now=clock.wall()
             )
@@ -115,6 +124,9 @@ async def send_with_retries(
 
 def describe_transport_error(exc: httpx.TransportError) -> str:
     """A short, secret-free description of an httpx transport failure for an error message."""
+    problem = certificate_problem(exc)
+    if problem is not None:
+        return f"TLS verification failed ({problem})"
     if isinstance(exc, httpx.TimeoutException):
         kind = "timed out"
     elif isinstance(exc, httpx.ConnectError):

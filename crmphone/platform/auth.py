@@ -22,6 +22,7 @@ import hashlib
 import logging
 import random
 import secrets
+import ssl
 from datetime import UTC, datetime, timedelta
 from typing import Protocol, runtime_checkable
 from urllib.parse import urlencode
@@ -30,9 +31,16 @@ import attrs
 import httpx
 
 from crmphone.clock import Clock, SystemClock
-from crmphone.errors import AuthenticationError, PlatformError, RateLimitedError, ServerError
+from crmphone.errors import (
+    AuthenticationError,
+    PlatformError,
+    RateLimitedError,
+    ServerError,
+    UsageError,
+)
 
 from ._http import Sleep, read_json, send_with_retries
+from ._tls import ssl_context
 from .retry import RetryPolicy, parse_retry_after
 
 __all__ = [
@@ -192,6 +200,16 @@ class _TokenEndpoint:
     rng: random.Random
     timeout: float
     credentials_hint: str
+    verify: bool | str = True
+    _ssl: ssl.SSLContext | None = attrs.field(init=False, default=None, repr=False)
+
+    def __attrs_post_init__(self) -> None:
+        if self.http is not None and self.verify is not True:
+            raise UsageError(
+                "give verify or http, not both: a shared httpx.AsyncClient keeps its own TLS "
+                "settings"
+            )
+        self._ssl = ssl_context(self.verify)
 
     async def request(
         self, form: dict[str, str], *, basic_secret: str | None, grant: str
@@ -224,7 +242,8 @@ class _TokenEndpoint:
         else:
             # Tokens are requested about once a day: a short-lived client leaks nothing and
             # needs no closing by the caller.
-            async with httpx.AsyncClient() as client:
+            verify = self._ssl if self._ssl is not None else True
+            async with httpx.AsyncClient(verify=verify) as client:
                 response = await send(client)
         if not response.is_success:
             raise self._error(response, grant)
@@ -353,7 +372,8 @@ class ClientCredentials(_CachingProvider):
     The first :meth:`token` call fetches a token from ``{login_base}/oauth/token``; later calls
     return it until ``refresh_margin`` seconds before expiry (default: 5 minutes or a tenth of the
     lifetime, whichever is smaller). Pass ``http`` to share a client (its TLS settings apply);
-    otherwise a short-lived one is made per token request. Raises
+    otherwise a short-lived one is made per token request, verifying TLS as ``verify`` says (see
+    :class:`~crmphone.platform.PlatformClient`). Raises
     :class:`~crmphone.errors.AuthenticationError` when the credentials are refused.
     """
 
@@ -370,6 +390,7 @@ class ClientCredentials(_CachingProvider):
         retry: RetryPolicy | None = None,
         sleep: Sleep = asyncio.sleep,
         rng: random.Random | None = None,
+        verify: bool | str = True,
     ) -> None:
         clock = clock if clock is not None else SystemClock()
         super().__init__(clock, refresh_margin)
@@ -384,6 +405,7 @@ class ClientCredentials(_CachingProvider):
             rng=rng if rng is not None else random.Random(),
             timeout=timeout,
             credentials_hint=_CLIENT_CREDENTIALS_HINT,
+            verify=verify,
         )
 
     def __repr__(self) -> str:
@@ -409,6 +431,7 @@ class AuthorizationCode(_CachingProvider):
     provider renews with the ``refresh_token`` grant before expiry. When the platform gave no
     refresh token, or refused it, :class:`~crmphone.errors.AuthenticationError` says to sign in
     again. ``client_secret`` is for confidential clients; public (PKCE-only) clients omit it.
+    ``http`` and ``verify`` work as for :class:`ClientCredentials`.
     """
 
     def __init__(
@@ -427,6 +450,7 @@ class AuthorizationCode(_CachingProvider):
         retry: RetryPolicy | None = None,
         sleep: Sleep = asyncio.sleep,
         rng: random.Random | None = None,
+        verify: bool | str = True,
     ) -> None:
         clock = clock if clock is not None else SystemClock()
         super().__init__(clock, refresh_margin)
@@ -445,6 +469,7 @@ class AuthorizationCode(_CachingProvider):
             rng=rng if rng is not None else random.Random(),
             timeout=timeout,
             credentials_hint=_AUTHORIZATION_CODE_HINT,
+            verify=verify,
         )
 
     def __repr__(self) -> str:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import ssl
 from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from importlib import metadata
@@ -38,6 +39,7 @@ from crmphone.errors import (
 )
 
 from ._http import Sleep, read_json, send_with_retries
+from ._tls import ssl_context
 from .auth import TokenProvider
 from .models import (
     CallConversation,
@@ -104,9 +106,13 @@ class PlatformClient:
     Use it as an async context manager, or call :meth:`aclose` when done. ``api_base`` is the
     region's API URL (see :func:`~crmphone.platform.resolve_region`); ``tokens`` supplies access
     tokens. Pass ``http`` to share an ``httpx.AsyncClient`` (its TLS settings, proxies and limits
-    apply and it is not closed here); otherwise the client makes its own, with TLS verification
-    on. ``timeout`` bounds each attempt; ``retry`` says how failures are retried; ``sleep``,
-    ``rng`` and ``clock`` are injectable so tests run retries instantly and deterministically.
+    apply and it is not closed here); otherwise the client makes its own. ``verify`` is TLS
+    verification for that client and for the WebSockets opened through this one (notification
+    channels, the phone's signalling): True (the default) verifies against the default trust
+    store, a string is the path of a CA bundle to trust instead, False turns verification off
+    (never do that on a network you do not own). ``timeout`` bounds each attempt; ``retry`` says
+    how failures are retried; ``sleep``, ``rng`` and ``clock`` are injectable so tests run retries
+    instantly and deterministically.
     """
 
     def __init__(
@@ -121,6 +127,7 @@ class PlatformClient:
         rng: random.Random | None = None,
         user_agent: str | None = None,
         clock: Clock | None = None,
+        verify: bool | str = True,
     ) -> None:
         parts = urlsplit(api_base) if isinstance(api_base, str) else None
         if parts is None or parts.scheme not in ("http", "https") or not parts.netloc:
@@ -132,8 +139,21 @@ class PlatformClient:
             raise ConfigError(f"must be positive, got {timeout!r}", key="platform.timeout")
         self._api_base = api_base.rstrip("/")
         self._tokens = tokens
+        if http is not None and verify is not True:
+            raise UsageError(
+                "give verify or http, not both: a shared httpx.AsyncClient keeps its own TLS "
+                "settings"
+            )
+        self._verify = verify
+        self._ssl_context = ssl_context(verify)
         self._owns_http = http is None
-        self._http = http if http is not None else httpx.AsyncClient()
+        self._http = (
+            http
+            if http is not None
+            else httpx.AsyncClient(
+                verify=self._ssl_context if self._ssl_context is not None else True
+            )
+        )
         self._retry = retry if retry is not None else RetryPolicy()
         self._timeout = timeout
         self._sleep = sleep
@@ -143,7 +163,8 @@ class PlatformClient:
         self._closed = False
 
     def __repr__(self) -> str:
-        return f"PlatformClient(api_base={self._api_base!r}, tokens={self._tokens!r})"
+        unverified = "" if self._verify is not False else ", verify=False"
+        return f"PlatformClient(api_base={self._api_base!r}, tokens={self._tokens!r}{unverified})"
 
     @property
     def api_base(self) -> str:
@@ -154,6 +175,17 @@ class PlatformClient:
     def tokens(self) -> TokenProvider:
         """The token provider this client authenticates with."""
         return self._tokens
+
+    @property
+    def verify(self) -> bool | str:
+        """TLS verification as given: True, a CA bundle's path, or False (off)."""
+        return self._verify
+
+    @property
+    def ssl_context(self) -> ssl.SSLContext | None:
+        """The TLS context for WebSockets opened with this client's token (``wss://`` channel
+        and signalling URIs), or None for the libraries' default, which verifies."""
+        return self._ssl_context
 
     async def __aenter__(self) -> Self:
         return self

@@ -16,6 +16,7 @@ import contextlib
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
+from crmphone.demo.crm import CrmFault
 from crmphone.errors import InvalidStateError, UsageError
 
 from .emulator import (
@@ -38,6 +39,11 @@ DEMO_API_LIMIT = 100_000_000
 """The emulated org's daily API allowance in the demo: far beyond any run, so the demo shows the
 adapter's request counts rather than a spent allowance."""
 
+_FAULTS = {
+    CrmFault.UNAVAILABLE: ("unavailable", "503 with an HTML page"),
+    CrmFault.RATE_LIMITED: ("request_limit", "403 REQUEST_LIMIT_EXCEEDED"),
+    CrmFault.EXPIRED_SESSION: ("expired_session", "401 INVALID_SESSION_ID"),
+}
 _EXTERNAL_ID_FIELD = "CTI_Call_Id__c"  # the adapter's default external_id_field, left as it is
 
 
@@ -128,6 +134,26 @@ class SalesforceDemo:
         """API requests the org has answered since :meth:`start` (token requests included)."""
         emulator = self._running()
         return emulator.call(lambda: emulator.model.stats.total)
+
+    def inject(self, fault: CrmFault, count: int) -> str:
+        """Queue ``count`` faults for any REST request (see :class:`crmphone.demo.crm.FaultyCrm`).
+
+        Salesforce answers a spent API allowance with 403 ``REQUEST_LIMIT_EXCEEDED`` and no
+        ``Retry-After``, never 429: that is its rate limit, so that is what it sends here.
+        """
+        emulator = self._running()
+        kind, answer = _FAULTS[CrmFault(fault)]
+        emulator.call(lambda: emulator.model.faults.fail_next(kind, count))
+        return answer
+
+    def heal(self) -> None:
+        """Drop every queued fault."""
+        emulator = self._running()
+        emulator.call(lambda: emulator.model.faults.clear())
+
+    def accelerated_options(self) -> Mapping[str, Any]:
+        """Wait 1 s, not 5 minutes, after ``REQUEST_LIMIT_EXCEEDED``."""
+        return {"request_limit_wait": 1.0}
 
     def _running(self) -> SalesforceEmulatorThread:
         if self._emulator is None:

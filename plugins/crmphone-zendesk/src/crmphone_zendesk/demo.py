@@ -18,6 +18,7 @@ from typing import Any
 
 from crmphone._serving import ServiceThread
 from crmphone.adapters.numbers import e164
+from crmphone.demo.crm import CrmFault
 from crmphone.errors import InvalidStateError, UsageError
 
 from .emulator import HTML_NAME_NUMBER, ZendeskEmulator, ZendeskModel
@@ -134,6 +135,29 @@ class ZendeskDemo:
         """API requests the account has answered since :meth:`start`."""
         model = self._running().model
         return self._thread_of().invoke(lambda: model.stats.total)
+
+    def inject(self, fault: CrmFault, count: int) -> str:
+        """Queue ``count`` faults for any API request (see :class:`crmphone.demo.crm.FaultyCrm`)."""
+        faults = self._running().model.faults
+        match CrmFault(fault):
+            case CrmFault.UNAVAILABLE:
+                self._thread_of().invoke(lambda: faults.unavailable(count))
+                return "503 Service Unavailable"
+            case CrmFault.RATE_LIMITED:
+                self._thread_of().invoke(lambda: faults.rate_limited(count, retry_after=1))
+                return "429 with Retry-After: 1"
+            case CrmFault.EXPIRED_SESSION:
+                self._thread_of().invoke(lambda: faults.expired_credentials(count))
+                return "401 Couldn't authenticate you"
+
+    def heal(self) -> None:
+        """Drop every queued fault."""
+        faults = self._running().model.faults
+        self._thread_of().invoke(faults.clear)
+
+    def accelerated_options(self) -> Mapping[str, Any]:
+        """None needed: Zendesk says how long to wait (``Retry-After``)."""
+        return {}
 
     def _running(self) -> ZendeskEmulator:
         if self._emulator is None:
