@@ -387,10 +387,14 @@ is the moment it returns."""
 class _Fault:
     name: str
     title: str
-    inject: Inject
+    inject: Inject | None
+    """None: the fault is killing the connector's process (:func:`_run_killed`)."""
     words: tuple[str, ...]
     """Words that mark the connector's diagnosis of this fault in its log."""
-    in_process: bool = True
+
+    @property
+    def in_process(self) -> bool:
+        return self.inject is not None
 
 
 async def _maintenance(house: _House) -> str:
@@ -487,10 +491,6 @@ async def _clock_jump(house: _House) -> str:
     return "the wall clock jumped 2 h back with CRM retries queued, then 2 h forward"
 
 
-async def _sigkill(house: _House) -> str:
-    raise NotImplementedError("runs in _run_killed")  # pragma: no cover - see run_fault
-
-
 FAULTS: tuple[_Fault, ...] = (
     _Fault("maintenance", "Maintenance closes every minute", _maintenance, ("closing",)),
     _Fault("silent_drop", "Silent network drop", _silent_drop, ("heartbeat", "pong", "silent")),
@@ -499,7 +499,7 @@ FAULTS: tuple[_Fault, ...] = (
     _Fault("crm_down", "CRM down (503) for a long period", _crm_down, ("503", "unavailable")),
     _Fault("rate_limits", "429 storms", _rate_limits, ("429", "rate", "limit")),
     _Fault("crm_session", "Expired CRM sessions", _expired_sessions, ("401", "session", "auth")),
-    _Fault("sigkill", "SIGKILL of the connector", _sigkill, ("resync", "missed"), False),
+    _Fault("sigkill", "SIGKILL of the connector", None, ("resync", "missed")),
     _Fault("read_only_disk", "The outbox's disk turns read-only", _read_only_disk, ("read-only",)),
     _Fault("clock_jump", "Wall-clock jump", _clock_jump, ("clock jumped",)),
 )
@@ -512,6 +512,7 @@ async def _combined(house: _House) -> str:
     started = [
         asyncio.create_task(_after(0.4 * index, fault.inject(house)))
         for index, fault in enumerate(singles)
+        if fault.inject is not None
     ]
     await asyncio.gather(*started)
     return f"{len(singles)} faults overlapping: " + ", ".join(f.name for f in singles)
@@ -551,6 +552,7 @@ async def _run_in_process(house: _House, spec: _Fault) -> FaultOutcome:
         try:
             await asyncio.sleep(house.settings.lead_in)
             since = time.monotonic()
+            assert spec.inject is not None
             injected = await spec.inject(house)
             fault_end = time.monotonic()
             recovering = asyncio.create_task(house.recovered_after(fault_end))
