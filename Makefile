@@ -6,7 +6,7 @@ STAMP := $(VENV)/.stamp-dev
 # Typed code we hold to mypy --strict: the core, every plugin that exists yet, and example plugins.
 TYPED := crmphone bench $(wildcard plugins/*/src plugins/*/crmphone_* examples/*/src examples/*/*.py)
 
-.PHONY: demo test bench docs lint format setup clean
+.PHONY: demo test bench soak docs lint format setup clean
 
 setup: $(STAMP)
 
@@ -47,6 +47,12 @@ test: lint docs $(CHROMIUM)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench
+
+# The connector under calls for DURATION seconds: memory, descriptors, sockets and tasks must stay
+# flat (bench/results/soak.json; exit 1 when they grow).
+DURATION ?= 300
+soak: $(STAMP)
+	$(BIN)/python -m bench.soak --duration $(DURATION)
 
 clean:
 	rm -rf $(VENV) site .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -37,6 +37,7 @@ BENCHMARKS = (
     "salesforce",
     "zendesk",
     "faults",
+    "load",
 )
 
 

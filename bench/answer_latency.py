@@ -23,10 +23,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import os
 import resource
-import sys
 import time
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
@@ -34,6 +32,7 @@ from typing import Any
 
 import httpx
 
+from bench._processes import sandbox_process
 from crmphone._webrtc import LOOPBACK_ICE
 from crmphone.audio import Discard, Tone
 from crmphone.events import ConnectionState, DownReason, PersistentConnectionDown
@@ -46,40 +45,6 @@ CALLS = int(os.environ.get("CRMPHONE_BENCH_CALLS", "50"))
 RTTS = (0.0, 0.05, 0.150)
 IDLE_SESSIONS = 20
 CLIENT_ID = "bench-client"
-
-_SANDBOX_MAIN = """
-import asyncio, json, sys
-from crmphone.sandbox import SandboxConfig, serve
-config = SandboxConfig(**json.loads(sys.argv[1]))
-def ready(server):
-    print(server.port, flush=True)
-asyncio.run(serve(config, on_ready=ready))
-"""
-
-
-@contextlib.asynccontextmanager
-async def sandbox_process(**config: Any) -> AsyncIterator[str]:
-    """A sandbox in another process; yields its base URL."""
-    values = {
-        "client_id": CLIENT_ID,
-        "client_secret": "bench-secret",
-        "heartbeat_interval": 5.0,
-        "rate_limit_per_minute": 0,
-        "talk_seconds": 0.3,
-        "wrapup_seconds": 0.05,
-        "alerting_timeout": 10.0,
-    }
-    values.update(config)
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", _SANDBOX_MAIN, json.dumps(values), stdout=asyncio.subprocess.PIPE
-    )
-    assert process.stdout is not None
-    try:
-        port = int((await asyncio.wait_for(process.stdout.readline(), 30)).decode())
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        process.terminate()
-        await process.wait()
 
 
 @contextlib.asynccontextmanager

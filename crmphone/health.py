@@ -12,6 +12,12 @@
   ``/metrics``  the registry, ``Content-Type: text/plain; version=0.0.4; charset=utf-8``
   ============  ===============================================================================
 
+:class:`ConnectorMetrics` also carries the process's own figures, read at scrape time: the
+standard Prometheus ``process_resident_memory_bytes``, ``process_cpu_seconds_total`` and
+``process_open_fds`` (from ``/proc/self``, so Linux only: elsewhere they are left out), plus
+``crmphone_open_sockets`` and ``crmphone_asyncio_tasks``, which show a leak of sockets or tasks
+long before it hurts.
+
 It binds 127.0.0.1 unless told otherwise: metrics name adapters and agents' CRM activity, which is
 nobody else's business. Port 0 picks a free port; :attr:`HealthServer.port` says which.
 
@@ -22,12 +28,15 @@ a fast local query).
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import logging
 import math
+import os
 import re
 import threading
 from collections.abc import Awaitable, Callable, Iterable, Mapping
+from pathlib import Path
 from types import TracebackType
 from typing import Final, Self, TypeVar
 
@@ -42,6 +51,7 @@ from crmphone.errors import InvalidStateError
 
 __all__ = [
     "CONTENT_TYPE",
+    "PROC_SELF",
     "ConnectorMetrics",
     "Counter",
     "CounterSeries",
@@ -208,7 +218,7 @@ class Counter(_Family):
         self._add(key, amount)
 
 
-GaugeFunction = Callable[[], float]
+GaugeFunction = Callable[[], float | None]
 LabelledGaugeFunction = Callable[[], Mapping[str | LabelValues, float]]
 
 
@@ -232,7 +242,8 @@ class GaugeSeries:
         self._family._add(self._key, -amount)
 
     def set_function(self, function: GaugeFunction) -> None:
-        """Read the series from ``function()`` at every scrape instead (quick, no I/O)."""
+        """Read the series from ``function()`` at every scrape instead (quick, no I/O; None
+        leaves the sample out of that scrape)."""
         self._family._set_function(self._key, function)
 
     @property
@@ -277,7 +288,8 @@ class Gauge(_Family):
         self._add(self._unlabelled(), -amount)
 
     def set_function(self, function: GaugeFunction) -> None:
-        """Read an unlabelled gauge from ``function()`` at every scrape (quick, no I/O)."""
+        """Read an unlabelled gauge from ``function()`` at every scrape (quick, no I/O; None
+        leaves the sample out of that scrape)."""
         self._set_function(self._unlabelled(), function)
 
     def set_labelled_function(self, function: LabelledGaugeFunction) -> None:
@@ -365,6 +377,126 @@ def _as_number(value: object) -> float | None:
     return float(value)
 
 
+class _ScrapedCounter(Counter):
+    """An unlabelled counter kept by someone else (the kernel's CPU time), read at each scrape."""
+
+    def __init__(self, name: str, help: str, function: GaugeFunction) -> None:
+        super().__init__(name, help)
+        self._function = function
+
+    def _inc(self, key: LabelValues, amount: float) -> None:
+        raise InvalidStateError(f"{self.name} is read at scrape time; it cannot be incremented")
+
+    def _get(self, key: LabelValues) -> float:
+        return dict(self._samples()).get(key, 0.0)
+
+    def _samples(self) -> list[tuple[LabelValues, float]]:
+        try:
+            value = _as_number(self._function())
+        except Exception:  # one broken series must not break the whole scrape
+            logger.warning(
+                "counter %s: its function failed; sample left out", self.name, exc_info=True
+            )
+            value = None
+        return [] if value is None else [((), value)]
+
+
+# ---------------------------------------------------------------------------------------------
+# The process's own figures
+
+
+PROC_SELF: Final = Path("/proc/self")
+"""Where :class:`ConnectorMetrics` reads the process's memory, CPU time and descriptors (Linux)."""
+
+
+def _clock_ticks() -> int:
+    sysconf = getattr(os, "sysconf", None)
+    try:
+        return int(sysconf("SC_CLK_TCK")) if sysconf is not None else 100
+    except (ValueError, OSError):
+        return 100  # what every Linux build uses
+
+
+def _page_size() -> int:
+    sysconf = getattr(os, "sysconf", None)
+    try:
+        return int(sysconf("SC_PAGE_SIZE")) if sysconf is not None else 4096
+    except (ValueError, OSError):
+        return 4096
+
+
+class _ProcessFigures:
+    """One process's figures from its ``/proc/<pid>`` directory, read afresh at every call.
+
+    Each reader answers None when the file cannot be read or parsed, which leaves the sample out
+    of that scrape (a process may lose access to /proc, say in a sandboxed container).
+    """
+
+    def __init__(self, proc: Path) -> None:
+        self.proc = proc
+        self._page_size = _page_size()
+        self._clock_ticks = _clock_ticks()
+
+    @staticmethod
+    def available(proc: Path) -> bool:
+        """Whether ``proc`` looks like a readable /proc process directory."""
+        try:
+            return (proc / "stat").is_file() and (proc / "fd").is_dir()
+        except OSError:
+            return False
+
+    def resident_bytes(self) -> float | None:
+        """Resident set size in bytes (``statm``'s second field is in pages)."""
+        try:
+            fields = (self.proc / "statm").read_text().split()
+            return float(int(fields[1]) * self._page_size)
+        except (OSError, IndexError, ValueError):
+            return None
+
+    def cpu_seconds(self) -> float | None:
+        """User plus system CPU time of every thread, in seconds."""
+        try:
+            text = (self.proc / "stat").read_text()
+            # The command name (field 2) is in parentheses and may hold spaces or ')': the
+            # fields that follow start after the last ')', at field 3 (the state).
+            fields = text[text.rindex(")") + 2 :].split()
+            utime, stime = int(fields[14 - 3]), int(fields[15 - 3])
+        except (OSError, IndexError, ValueError):
+            return None
+        return (utime + stime) / self._clock_ticks
+
+    def open_fds(self) -> float | None:
+        """Open file descriptors (the listing's own descriptor included)."""
+        try:
+            return float(len(os.listdir(self.proc / "fd")))
+        except OSError:
+            return None
+
+    def open_sockets(self) -> float | None:
+        """Open descriptors that are sockets (their link reads ``socket:[inode]``)."""
+        directory = self.proc / "fd"
+        try:
+            names = os.listdir(directory)
+        except OSError:
+            return None
+        sockets = 0
+        for name in names:
+            try:
+                target = os.readlink(directory / name)
+            except OSError:  # closed between the listing and the look
+                continue
+            sockets += target.startswith("socket:")
+        return float(sockets)
+
+
+def _asyncio_tasks() -> float | None:
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:  # rendered off the event loop (a test calling render()): no sample
+        return None
+    return float(len(asyncio.all_tasks(loop)))
+
+
 class Metrics:
     """A registry of counters and gauges, rendered by :meth:`render` for ``/metrics``.
 
@@ -411,9 +543,14 @@ class ConnectorMetrics(Metrics):
 
     Feed ``events_in.inc()``, ``writes_done.labels(adapter=instance).inc()`` and so on; give
     ``outbox_depth`` a scrape-time function with :meth:`Gauge.set_labelled_function`.
+
+    The process series read themselves at every scrape: ``asyncio_tasks`` counts the tasks of
+    the loop that serves the scrape, and the others read ``proc`` (:data:`PROC_SELF`). Where
+    ``proc`` is None or not a readable /proc directory (not Linux), ``resident_memory``,
+    ``cpu_seconds``, ``open_fds`` and ``open_sockets`` are None and absent from ``/metrics``.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, proc: Path | None = PROC_SELF) -> None:
         super().__init__()
         self.events_in = self.counter(
             "crmphone_events_in_total", "Call events made from the platform's notifications."
@@ -446,6 +583,39 @@ class ConnectorMetrics(Metrics):
             "Figures an adapter reports about its CRM (such as the API allowance used today).",
             ["adapter", "name"],
         )
+
+        self.asyncio_tasks = self.gauge(
+            "crmphone_asyncio_tasks",
+            "Tasks on the connector's event loop (the scrape's own included).",
+        )
+        self.asyncio_tasks.set_function(_asyncio_tasks)
+        self.resident_memory: Gauge | None = None
+        self.cpu_seconds: Counter | None = None
+        self.open_fds: Gauge | None = None
+        self.open_sockets: Gauge | None = None
+        if proc is not None and _ProcessFigures.available(proc):
+            self._add_process_series(_ProcessFigures(proc))
+
+    def _add_process_series(self, figures: _ProcessFigures) -> None:
+        # The names and meanings of the Prometheus client libraries' standard process series,
+        # so existing dashboards and alerts work unchanged.
+        self.resident_memory = self.gauge(
+            "process_resident_memory_bytes", "Resident memory size in bytes."
+        )
+        self.resident_memory.set_function(figures.resident_bytes)
+        self.cpu_seconds = self._register(
+            _ScrapedCounter(
+                "process_cpu_seconds_total",
+                "Total user and system CPU time spent in seconds.",
+                figures.cpu_seconds,
+            )
+        )
+        self.open_fds = self.gauge("process_open_fds", "Number of open file descriptors.")
+        self.open_fds.set_function(figures.open_fds)
+        self.open_sockets = self.gauge(
+            "crmphone_open_sockets", "Open file descriptors that are sockets."
+        )
+        self.open_sockets.set_function(figures.open_sockets)
 
     def add_adapter(self, instance: str) -> None:
         """Expose the per-adapter counters of ``instance`` at 0 before its first write."""
