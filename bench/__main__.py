@@ -16,14 +16,12 @@ import argparse
 import asyncio
 import importlib
 import json
-import os
-import platform
 import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from bench._environment import environment
 from bench.report import FIGURES, REPORT, RESULTS, ReportError, render
 
 HERE = Path(__file__).parent
@@ -50,15 +48,6 @@ def _is_benchmark(name: str) -> bool:
     )
 
 
-def _environment() -> dict[str, Any]:
-    return {
-        "python": sys.version.split()[0],
-        "machine": platform.machine(),
-        "cpus": os.cpu_count(),
-        "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-    }
-
-
 def _goals_met(result: dict[str, Any]) -> bool:
     """Print each goal of one result; whether all of them were met."""
     met = True
@@ -74,7 +63,7 @@ def _run(name: str, results: Path) -> bool:
     module = importlib.import_module(f"bench.{name}")
     print(f"== {name}", flush=True)
     result: dict[str, Any] = asyncio.run(module.run())
-    result["environment"] = _environment()
+    result["environment"] = environment()
     path = results / f"{name}.json"
     path.write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
     met = _goals_met(result)

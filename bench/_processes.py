@@ -8,24 +8,25 @@ Each runs in a child process, so what it costs (CPU, memory) is its own and can 
 * :func:`connector_child` — ``crmphone run --config … --health-port 0``; yields a
   :class:`Child` whose URL is the health server's (``/metrics``). Stopped with SIGTERM, as an
   operator would, and it must exit 0.
-* :func:`cpu_seconds` and :func:`rss_mb` read any process's figures (Linux ``/proc``).
+* :func:`cpu_seconds` reads any process's CPU time (Linux ``/proc``), with the code of the
+  connector's ``/metrics``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import json
 import os
-import re
-import signal
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import attrs
+
+from crmphone.health import _ProcessFigures
+from crmphone.testing.connector import connector_process
 
 CLIENT_ID = "bench-client"
 CLIENT_SECRET = "bench-secret"
@@ -40,7 +41,6 @@ def ready(server):
     print(server.port, flush=True)
 asyncio.run(serve(config, on_ready=ready))
 """
-_HEALTH_URL = re.compile(r"health on (http://\S+)")
 
 
 @attrs.frozen
@@ -89,76 +89,32 @@ async def connector_child(
 ) -> AsyncIterator[Child]:
     """``crmphone run --config config --health-port 0``, following once this yields.
 
-    Its stderr is drained all along (a full pipe would stall it); the last lines are kept and
-    shown if it fails to start or to stop cleanly. Raises RuntimeError then.
+    Stopped with SIGTERM on leaving; RuntimeError, with its last lines, when it fails to start,
+    serves no health URL, or does not exit 0.
     """
     environment = dict(
         os.environ, CRMPHONE_CLIENT_ID=client_id, CRMPHONE_CLIENT_SECRET=client_secret
     )
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "crmphone",
-        "run",
-        "--config",
-        str(config),
-        "--health-port",
-        "0",
+    async with connector_process(
+        config,
         env=environment,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    assert process.stderr is not None
-    tail: collections.deque[str] = collections.deque(maxlen=40)
-    drain: asyncio.Task[None] | None = None
-    try:
-        url = await asyncio.wait_for(_health_url(process, tail), STARTUP_TIMEOUT)
-        drain = asyncio.create_task(_drain(process, tail))
-        yield Child(process.pid, url)
-    finally:
-        if process.returncode is None:
-            process.send_signal(signal.SIGTERM)
-        try:
-            code = await asyncio.wait_for(process.wait(), STOP_TIMEOUT)
-        except TimeoutError:
-            process.kill()
-            code = await process.wait()
-        if drain is not None:
-            await drain
-    if code != 0:
-        lines = "".join(tail)
-        raise RuntimeError(f"crmphone run exited with {code}; its last lines:\n{lines}")
-
-
-async def _health_url(process: asyncio.subprocess.Process, tail: collections.deque[str]) -> str:
-    assert process.stderr is not None
-    while True:
-        line = (await process.stderr.readline()).decode(errors="replace")
-        if not line:
-            lines = "".join(tail)
-            raise RuntimeError(f"crmphone run exited before it was ready:\n{lines}")
-        tail.append(line)
-        if "crmphone run: following" in line:
-            found = _HEALTH_URL.search(line)
-            if found is None:
-                raise RuntimeError(f"no health URL in {line!r}")
-            return found.group(1).rstrip(";,")
-
-
-async def _drain(process: asyncio.subprocess.Process, tail: collections.deque[str]) -> None:
-    assert process.stderr is not None
-    while line := await process.stderr.readline():
-        tail.append(line.decode(errors="replace"))
+        health_port=0,
+        startup_timeout=STARTUP_TIMEOUT,
+        stop_timeout=STOP_TIMEOUT,
+    ) as child:
+        if child.health_url is None:
+            raise RuntimeError("crmphone run announced no health URL")
+        yield Child(child.process.pid, child.health_url)
+    if child.process.returncode != 0:
+        lines = "\n".join(child.lines)
+        raise RuntimeError(
+            f"crmphone run exited with {child.process.returncode}; its last lines:\n{lines}"
+        )
 
 
 def cpu_seconds(pid: int | str = "self") -> float:
     """User plus system CPU seconds of process ``pid`` (all its threads) so far."""
-    text = Path(f"/proc/{pid}/stat").read_text()
-    # Fields after the command name, which sits in parentheses and may hold anything.
-    fields = text[text.rindex(")") + 2 :].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def rss_mb(pid: int | str = "self") -> float:
-    """Resident memory of process ``pid`` in MiB."""
-    pages = int(Path(f"/proc/{pid}/statm").read_text().split()[1])
-    return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+    seconds = _ProcessFigures(Path(f"/proc/{pid}")).cpu_seconds()
+    if seconds is None:
+        raise RuntimeError(f"cannot read the CPU time of process {pid}")
+    return seconds

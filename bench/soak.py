@@ -37,8 +37,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import platform
 import statistics
 import sys
 import time
@@ -46,6 +44,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from bench._environment import environment
 from bench.load import (
     DRAIN_LIMIT,
     SETTLE_SECONDS,
@@ -188,15 +187,6 @@ async def soak(
     }
 
 
-def _environment() -> dict[str, Any]:
-    return {
-        "python": sys.version.split()[0],
-        "machine": platform.machine(),
-        "cpus": os.cpu_count(),
-        "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-    }
-
-
 def _table(result: dict[str, Any]) -> str:
     post, end = result["levels"]["post_warmup"], result["levels"]["end"]
     rows = [("", "post-warm-up", "end", "growth")]
@@ -245,7 +235,7 @@ def main(argv: Sequence[str]) -> int:
             sample_every=every,
         )
     )
-    result["environment"] = _environment()
+    result["environment"] = environment()
     options.output.parent.mkdir(parents=True, exist_ok=True)
     options.output.write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
     print(_table(result))

@@ -28,7 +28,6 @@ import logging
 import os
 import signal
 import sqlite3
-import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
@@ -162,6 +161,11 @@ class _Logs(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         if record.name.startswith("crmphone") and not record.name.startswith("crmphone.sandbox"):
             self.lines.append((time.monotonic(), record.levelno, record.name, record.getMessage()))
+
+    def child_line(self, line: str) -> None:
+        """A line ``crmphone run`` wrote in a child process (its stderr)."""
+        level = logging.WARNING if "WARNING" in line or "ERROR" in line else logging.INFO
+        self.lines.append((time.monotonic(), level, "crmphone.run", line.strip()))
 
     def diagnosis(self, since: float, words: Sequence[str]) -> str:
         """The first line after ``since`` naming one of ``words`` (else the first warning)."""
@@ -575,22 +579,24 @@ async def _run_in_process(house: _House, spec: _Fault) -> FaultOutcome:
 
 async def _run_killed(house: _House, spec: _Fault) -> FaultOutcome:
     """``crmphone run`` as a child process, killed with SIGKILL mid-stream and restarted."""
+    from crmphone.testing.connector import connector_process
+
     started = time.monotonic()
+    config = house.work / "connector.toml"
     helpers = [asyncio.create_task(house.place_calls()), asyncio.create_task(house.watch_calls())]
-    process = await _start_connector(house)
-    restarted: asyncio.subprocess.Process | None = None
     try:
-        await asyncio.sleep(house.settings.lead_in)
-        since = time.monotonic()
-        process.send_signal(signal.SIGKILL)
-        await process.wait()
+        async with connector_process(config, on_line=house.logs.child_line) as first:
+            await asyncio.sleep(house.settings.lead_in)
+            since = time.monotonic()
+            first.process.send_signal(signal.SIGKILL)
+            await first.process.wait()
         await asyncio.sleep(1.5)  # calls go on while nothing follows them
-        restarted = await _start_connector(house)
-        fault_end = time.monotonic()
-        recovering = asyncio.create_task(house.recovered_after(fault_end))
-        await asyncio.sleep(house.settings.tail)
-        await house.settle()
-        recovery = await recovering
+        async with connector_process(config, on_line=house.logs.child_line):
+            fault_end = time.monotonic()
+            recovering = asyncio.create_task(house.recovered_after(fault_end))
+            await asyncio.sleep(house.settings.tail)
+            await house.settle()
+            recovery = await recovering
         injected = "SIGKILL with writes in flight; restarted 1.5 s later"
         return house.outcome(spec, injected, recovery, since, started)
     finally:
@@ -598,46 +604,6 @@ async def _run_killed(house: _House, spec: _Fault) -> FaultOutcome:
         for task in helpers:
             task.cancel()
         await asyncio.gather(*helpers, return_exceptions=True)
-        for child in (process, restarted):
-            if child is not None and child.returncode is None:
-                child.send_signal(signal.SIGTERM)
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(15):
-                        await child.wait()
-                if child.returncode is None:
-                    child.kill()
-                    await child.wait()
-
-
-async def _start_connector(house: _House) -> asyncio.subprocess.Process:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "crmphone",
-        "run",
-        "--config",
-        str(house.work / "connector.toml"),
-        stderr=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.DEVNULL,
-    )
-    assert process.stderr is not None
-    async with asyncio.timeout(30):
-        while True:
-            line = (await process.stderr.readline()).decode()
-            if not line:
-                raise RuntimeError("crmphone run exited before it was following the platform")
-            house.logs.lines.append((time.monotonic(), logging.INFO, "crmphone.run", line.strip()))
-            if "crmphone run: following" in line:
-                break
-    asyncio.get_running_loop().create_task(_keep_reading(process, house.logs))
-    return process
-
-
-async def _keep_reading(process: asyncio.subprocess.Process, logs: _Logs) -> None:
-    assert process.stderr is not None
-    while line := await process.stderr.readline():
-        level = logging.WARNING if b"WARNING" in line or b"ERROR" in line else logging.INFO
-        logs.lines.append((time.monotonic(), level, "crmphone.run", line.decode().strip()))
 
 
 async def run_fault(

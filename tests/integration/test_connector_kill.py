@@ -20,6 +20,7 @@ import pytest
 
 from crmphone.sandbox import SandboxServer
 from crmphone.testing import TEST_CLIENT_ID, TEST_CLIENT_SECRET, fast_sandbox_config
+from crmphone.testing.connector import connector_process
 
 EXAMPLE_TESTS = Path(__file__).resolve().parents[2] / "examples" / "webhook-adapter" / "tests"
 sys.path.insert(0, str(EXAMPLE_TESTS))
@@ -29,38 +30,9 @@ from receiver import WebhookReceiver  # noqa: E402 - the example's test receiver
 pytestmark = pytest.mark.timeout(120)
 
 
-async def start_connector(config: Path) -> asyncio.subprocess.Process:
-    environment = dict(
-        os.environ,
-        CRMPHONE_CLIENT_ID=TEST_CLIENT_ID,
-        CRMPHONE_CLIENT_SECRET=TEST_CLIENT_SECRET,
-    )
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "crmphone",
-        "run",
-        "--config",
-        str(config),
-        env=environment,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    assert process.stderr is not None
-    async with asyncio.timeout(30):
-        while True:
-            line = (await process.stderr.readline()).decode()
-            assert line, "the connector exited before it was ready"
-            if "crmphone run: following" in line:
-                break
-    # Keep draining stderr so the child never blocks on a full pipe.
-    asyncio.get_running_loop().create_task(_drain(process))
-    return process
-
-
-async def _drain(process: asyncio.subprocess.Process) -> None:
-    assert process.stderr is not None
-    while await process.stderr.readline():
-        pass
+ENVIRONMENT = dict(
+    os.environ, CRMPHONE_CLIENT_ID=TEST_CLIENT_ID, CRMPHONE_CLIENT_SECRET=TEST_CLIENT_SECRET
+)
 
 
 def final_logs(receiver: WebhookReceiver) -> dict[str, dict[str, Any]]:
@@ -104,12 +76,12 @@ max_delay = 0.3
         placed: list[str] = []
 
         receiver.slow_next(6, seconds=1.0)
-        first = await start_connector(config)
-        for index in range(4):
-            placed.append(await platform.calls.place_inbound(agents[index % 2]))
-        await receiver.wait_for_requests(2, within=20)
-        first.send_signal(signal.SIGKILL)
-        assert await first.wait() == -signal.SIGKILL
+        async with connector_process(config, env=ENVIRONMENT) as first:
+            for index in range(4):
+                placed.append(await platform.calls.place_inbound(agents[index % 2]))
+            await receiver.wait_for_requests(2, within=20)
+            first.process.send_signal(signal.SIGKILL)
+            assert await first.process.wait() == -signal.SIGKILL
 
         # While the connector is down, two more calls come and go.
         for index in range(2):
@@ -117,8 +89,7 @@ max_delay = 0.3
         for conversation_id in placed:
             await platform.calls.wait_closed(conversation_id)
 
-        second = await start_connector(config)
-        try:
+        async with connector_process(config, env=ENVIRONMENT) as second:
             async with asyncio.timeout(40):
                 while True:
                     logs = final_logs(receiver)
@@ -130,10 +101,7 @@ max_delay = 0.3
                     if finished >= set(placed):
                         break
                     await asyncio.sleep(0.1)
-        finally:
-            second.send_signal(signal.SIGTERM)
-            code = await second.wait()
-        assert code == 0
+        assert second.process.returncode == 0  # stopped with SIGTERM, cleanly
 
     # Nothing lost: every call's log reached its final stage.
     logs = final_logs(receiver)
