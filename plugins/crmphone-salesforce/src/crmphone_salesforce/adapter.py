@@ -65,7 +65,10 @@ class SalesforceAdapter(Adapter):
     def from_options(cls, options: Mapping[str, Any], context: AdapterContext) -> Self:
         """Build from an ``[[adapters]]`` table (see :mod:`crmphone_salesforce.settings`)."""
         settings = SalesforceSettings.from_options(
-            options, prefix=f"adapters.{context.name}", base_timeout=context.timeout
+            options,
+            prefix=f"adapters.{context.name}",
+            base_timeout=context.timeout,
+            base_verify=context.verify,
         )
         return cls(context, settings)
 

@@ -5,8 +5,9 @@ simple-salesforce is synchronous (requests), so every call runs in the adapter's
 ``Salesforce`` object (a Session is not safe to share between threads). Each session:
 
 * is a :class:`~crmphone.adapters.worker_http.WorkerSessions` session: a timeout on every
-  request (simple-salesforce's CRUD calls take none), no retries, ``ca_file`` or the system store
-  and never the environment's CA variables;
+  request (simple-salesforce's CRUD calls take none), no retries, TLS as the settings'
+  resolved ``verify`` says (the system store, a CA bundle, or off) and never the environment's
+  CA variables;
 * reads ``Sforce-Limit-Info`` from every answer into :class:`ApiUsage`.
 
 :meth:`SalesforceClient.call` runs one operation and, on 401, renews the session once (OAuth
@@ -84,7 +85,7 @@ class SalesforceClient:
         self._session: _Session | None = None
         self._local = threading.local()
         self._http = WorkerSessions(
-            timeout=settings.timeout, ca_file=settings.ca_file, on_response=self._observe
+            timeout=settings.timeout, verify=settings.verify, on_response=self._observe
         )
 
     # ------------------------------------------------------------------ sessions

@@ -120,8 +120,9 @@ def from_transport_error(error: requests.RequestException, *, what: str) -> CrmR
     kind = type(error).__name__
     if isinstance(error, requests.exceptions.SSLError):
         return CrmRetryableError(
-            f"TLS failed while {what} ({kind}): is ca_file the CA that signed the server's "
-            "certificate?"
+            f"TLS failed while {what} ({kind}): the server's certificate is not trusted; if a "
+            'proxy or a private CA signs it, set verify = "<CA bundle>" (or ca_file) on the '
+            "adapter's table to trust that CA"
         )
     if isinstance(error, requests.Timeout):
         return CrmRetryableError(f"Salesforce did not answer in time while {what} ({kind})")

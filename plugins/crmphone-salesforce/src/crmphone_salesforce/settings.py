@@ -12,7 +12,9 @@
     client_secret_env = "SF_CLIENT_SECRET"
     # session:  session_id_env = "SF_SESSION_ID"
     # jwt:      client_id_env, username = "crm@acme.com", private_key_file = "/etc/crmphone/sf.key"
-    ca_file = "/etc/ssl/private-ca.pem"   # optional: trust a private CA (never turns checks off)
+    verify = "/etc/ssl/private-ca.pem"    # optional, the general way: true (default), a CA bundle,
+                                          # or false (no checks; the connector warns at every start)
+    # ca_file = "/etc/ssl/private-ca.pem" # the plugin's own way to trust a CA (checks stay on)
     timeout = 10.0                        # seconds per request
     external_id_field = "CTI_Call_Id__c"  # an External ID (unique) field on Task
     # ... or, where Task cannot carry an External ID: a custom object keyed by the call
@@ -26,7 +28,9 @@
     queue_name = "Queue__c"
     "attributes.recordingUrl" = "Recording_URL__c"
 
-Every error is a :class:`~crmphone.errors.ConfigError` whose ``key`` names the option.
+``verify`` and ``timeout`` are the connector's keys of every ``[[adapters]]`` table; they reach
+:meth:`SalesforceSettings.from_options` as ``base_verify`` and ``base_timeout``. Every error is a
+:class:`~crmphone.errors.ConfigError` whose ``key`` names the option.
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ from urllib.parse import urlsplit
 import attrs
 
 from crmphone.adapters.options import OptionReader
+from crmphone.adapters.worker_http import resolve_verify
 from crmphone.errors import ConfigError
 
 __all__ = ["AuthKind", "LookupKind", "SalesforceSettings"]
@@ -102,6 +107,14 @@ class SalesforceSettings:
     username: str | None = None
     private_key: str | None = attrs.field(default=None, repr=_secret_repr)
     ca_file: str | None = None
+    """The plugin's own option: a PEM CA bundle to verify Salesforce's certificate against
+    (checks stay on). ``verify`` on the ``[[adapters]]`` table is the general way to do this."""
+    verify: bool | str = attrs.field(
+        default=attrs.Factory(lambda self: self.ca_file or True, takes_self=True)
+    )
+    """TLS verification as resolved from the table's ``verify`` and ``ca_file`` (what the
+    sessions use): True for the system store, a CA bundle's path, or False for no checks.
+    Defaults to ``ca_file`` when that is set, else True."""
     timeout: float = 10.0
     external_id_field: str = "CTI_Call_Id__c"
     call_object: str | None = None
@@ -122,21 +135,29 @@ class SalesforceSettings:
         prefix: str = "adapters.salesforce",
         environ: Mapping[str, str] | None = None,
         base_timeout: float = 10.0,
+        base_verify: bool | str = True,
     ) -> Self:
         """Validate an ``[[adapters]]`` table's options (everything but the connector's own).
 
-        :raises ConfigError: an option is missing, unknown or invalid; ``key`` names it.
+        ``base_timeout`` and ``base_verify`` are the table's ``timeout`` and ``verify``
+        (:class:`~crmphone.adapters.AdapterContext`); ``ca_file`` is resolved against
+        ``base_verify`` by :func:`~crmphone.adapters.worker_http.resolve_verify`.
+
+        :raises ConfigError: an option is missing, unknown or invalid, or ``ca_file`` contradicts
+            ``verify``; ``key`` names it.
         """
         reader = _Reader(options, prefix=prefix, environ=environ)
         reader.check_unknown()
         instance_url = reader.https_url("instance_url", required=True)
         assert instance_url is not None
         auth = reader.choice("auth", AuthKind, AuthKind.SESSION)
+        ca_file = reader.file("ca_file")
         values: dict[str, Any] = {
             "instance_url": instance_url,
             "api_version": reader.api_version(),
             "auth": auth,
-            "ca_file": reader.file("ca_file"),
+            "ca_file": ca_file,
+            "verify": resolve_verify(base_verify, ca_file, key=reader.key("ca_file")),
             "timeout": reader.positive("timeout", base_timeout),
             "external_id_field": reader.field_name("external_id_field", "CTI_Call_Id__c"),
             "call_object": reader.optional_field_name("call_object"),

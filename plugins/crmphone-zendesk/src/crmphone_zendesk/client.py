@@ -2,8 +2,8 @@
 
 zenpy is synchronous (requests), so every call runs in the adapter's worker threads, each with
 its own ``Zenpy`` over a :class:`~crmphone.adapters.worker_http.WorkerSessions` session (a
-timeout on every request, no retries, ``ca_file`` and never the environment's CA variables),
-which also:
+timeout on every request, no retries, TLS as the settings' resolved ``verify`` says and never
+the environment's CA variables), which also:
 
 * adds an ``Idempotency-Key`` header to the request being made when the caller asked for one
   (per thread, per call: zenpy cannot set a header per request, and ``session.headers`` would be
@@ -58,7 +58,7 @@ class ZendeskClient:
         self._local = threading.local()
         self._http = WorkerSessions(
             timeout=settings.timeout,
-            ca_file=settings.ca_file,
+            verify=settings.verify,
             on_response=self._observe,
             headers_for=self._idempotency_header,
         )
@@ -132,7 +132,9 @@ class ZendeskClient:
         except requests.RequestException as exc:
             if isinstance(exc, requests.exceptions.SSLError):
                 raise CrmRetryableError(
-                    f"TLS failed while {what}: is ca_file the CA that signed Zendesk's certificate?"
+                    f"TLS failed while {what}: Zendesk's certificate is not trusted; if a proxy "
+                    'or a private CA signs it, set verify = "<CA bundle>" (or ca_file) on the '
+                    "adapter's table to trust that CA"
                 ) from exc
             raise CrmRetryableError(
                 f"no answer from Zendesk in time while {what} ({type(exc).__name__})"

@@ -7,7 +7,9 @@
     subdomain = "acme"                    # https://acme.zendesk.com; or base_url = "https://…"
     email = "crm-bot@acme.com"            # with token_env (API token), or oauth_token_env
     token_env = "ZENDESK_API_TOKEN"       # the NAME of the environment variable
-    ca_file = "/etc/ssl/private-ca.pem"   # optional: trust a private CA (checks stay on)
+    verify = "/etc/ssl/private-ca.pem"    # optional, the general way: true (default), a CA bundle,
+                                          # or false (no checks; the connector warns at every start)
+    # ca_file = "/etc/ssl/private-ca.pem" # the plugin's own way to trust a CA (checks stay on)
     timeout = 10.0
     app_id = 0                            # the Talk Partner Edition app id on call records
     tickets_for = ["answered", "missed", "voicemail", "outbound"]
@@ -18,7 +20,9 @@
     lookup_cache_seconds = 60
 
 The agent map (``[agents.crm_users]``) maps platform users to Zendesk agent ids (numbers).
-Every error is a :class:`~crmphone.errors.ConfigError` whose ``key`` names the option.
+``verify`` and ``timeout`` are the connector's keys of every ``[[adapters]]`` table; they reach
+:meth:`ZendeskSettings.from_options` as ``base_verify`` and ``base_timeout``. Every error is a
+:class:`~crmphone.errors.ConfigError` whose ``key`` names the option.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from urllib.parse import urlsplit
 import attrs
 
 from crmphone.adapters.options import OptionReader
+from crmphone.adapters.worker_http import resolve_verify
 from crmphone.errors import ConfigError
 
 __all__ = ["TicketRule", "ZendeskSettings"]
@@ -62,6 +67,14 @@ class ZendeskSettings:
     api_token: str | None = attrs.field(default=None, repr=_secret_repr)
     oauth_token: str | None = attrs.field(default=None, repr=_secret_repr)
     ca_file: str | None = None
+    """The plugin's own option: a PEM CA bundle to verify Zendesk's certificate against (checks
+    stay on). ``verify`` on the ``[[adapters]]`` table is the general way to do this."""
+    verify: bool | str = attrs.field(
+        default=attrs.Factory(lambda self: self.ca_file or True, takes_self=True)
+    )
+    """TLS verification as resolved from the table's ``verify`` and ``ca_file`` (what the
+    sessions use): True for the system store, a CA bundle's path, or False for no checks.
+    Defaults to ``ca_file`` when that is set, else True."""
     timeout: float = 10.0
     app_id: int = 0
     tickets_for: frozenset[TicketRule] = frozenset(TicketRule)
@@ -79,10 +92,16 @@ class ZendeskSettings:
         prefix: str = "adapters.zendesk",
         environ: Mapping[str, str] | None = None,
         base_timeout: float = 10.0,
+        base_verify: bool | str = True,
     ) -> Self:
         """Validate an ``[[adapters]]`` table's options.
 
-        :raises ConfigError: an option is missing, unknown or invalid; ``key`` names it.
+        ``base_timeout`` and ``base_verify`` are the table's ``timeout`` and ``verify``
+        (:class:`~crmphone.adapters.AdapterContext`); ``ca_file`` is resolved against
+        ``base_verify`` by :func:`~crmphone.adapters.worker_http.resolve_verify`.
+
+        :raises ConfigError: an option is missing, unknown or invalid, or ``ca_file`` contradicts
+            ``verify``; ``key`` names it.
         """
         read = OptionReader(options, prefix=prefix, environ=environ)
         key = read.key
@@ -106,6 +125,7 @@ class ZendeskSettings:
             values["email"] = email
             values["api_token"] = read.secret("token_env")
         values["ca_file"] = read.file("ca_file")
+        values["verify"] = resolve_verify(base_verify, values["ca_file"], key=key("ca_file"))
         values["timeout"] = read.positive("timeout", base_timeout)
         values["lookup_cache_seconds"] = read.positive("lookup_cache_seconds", 60.0, zero=True)
         app_id = options.get("app_id", 0)
