@@ -563,17 +563,19 @@ def run(config_path: str, health_port: int | None) -> None:
     Stops on SIGTERM or Ctrl-C after the CRM writes in flight finish (what is left stays in the
     outbox for the next start). Exit codes: 0 stopped, 1 runtime failure, 2 bad configuration.
     """
-    from crmphone.config import load_config
+    from crmphone.config import load_config, log_config_file_warning
     from crmphone.service import build_adapters, configure_logging
 
     try:
-        config = load_config(config_path)
+        # The file's own warning waits for the configured logging (its format, its redaction).
+        config = load_config(config_path, warn=False)
         # Plugins and their options are configuration too: a problem is exit code 2, at once.
         adapters, commands = build_adapters(config)
     except UsageError as exc:
         click.echo(f"crmphone run: {exc}", err=True)
         sys.exit(2)
     configure_logging(config)
+    log_config_file_warning(config)
     try:
         asyncio.run(_run_connector(config, health_port, adapters, commands))
     except UsageError as exc:

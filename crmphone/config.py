@@ -117,6 +117,7 @@ __all__ = [
     "bridge_exposure_warning",
     "config_file_warning",
     "load_config",
+    "log_config_file_warning",
     "parse_config",
     "security_warnings",
     "tls_warnings",
@@ -511,8 +512,23 @@ def load_config(
         ) from None
     config = parse_config(text, base_dir=file.parent, environ=environ, source_name=str(file))
     if warn and mode_warning is not None:
-        logger.warning("config: %s", mode_warning)
+        _log_file_warning(mode_warning)
     return attrs.evolve(config, source=file.absolute())
+
+
+def log_config_file_warning(config: ConnectorConfig) -> None:
+    """Log the WARNING of :func:`config_file_warning` for the file ``config`` came from, if any.
+
+    For a program that loads with ``load_config(..., warn=False)`` because its logging is set up
+    from the configuration (``crmphone run``): the warning then comes out in the configured format
+    and destination, not as a bare line before logging exists.
+    """
+    if config.source is not None and (warning := config_file_warning(config.source)):
+        _log_file_warning(warning)
+
+
+def _log_file_warning(warning: str) -> None:
+    logger.warning("config: %s", warning)
 
 
 def config_file_warning(path: str | os.PathLike[str]) -> str | None:

@@ -578,6 +578,16 @@ class ConnectorMetrics(Metrics):
             "crmphone_duplicates_dropped_total",
             "Copies of call events the outbox refused (counted per adapter).",
         )
+        self.notifications_pending = self.gauge(
+            "crmphone_notifications_pending",
+            "Notifications received from the platform and not yet stored (grows while the "
+            "connector falls behind).",
+        )
+        self.tls_unverified = self.gauge(
+            "crmphone_tls_verification_disabled",
+            "1 for each connection configured with verify = false (TLS certificates not checked).",
+            ["target"],
+        )
         self.adapter_gauges = self.gauge(
             "crmphone_adapter_gauge",
             "Figures an adapter reports about its CRM (such as the API allowance used today).",

@@ -400,11 +400,29 @@ async def _sync_metrics(metrics: ConnectorMetrics, connector: Connector, outbox:
 
 
 @contextlib.asynccontextmanager
-async def _health(connector: Connector, outbox: Outbox, port: int) -> AsyncIterator[HealthServer]:
+async def _health(
+    config: ConnectorConfig, connector: Connector, outbox: Outbox, port: int
+) -> AsyncIterator[HealthServer]:
     """The health server, and the tasks that keep its metrics current (only while it serves)."""
     metrics = ConnectorMetrics()
     for name in outbox.adapters:
         metrics.add_adapter(name)
+    # An alert can watch for this as well as the start-up WARNING a person may never read.
+    unverified: dict[str | tuple[str, ...], float] = {
+        target: 1.0
+        for target, verify in [
+            ("platform", config.platform.verify),
+            *((each.instance, each.verify) for each in config.adapters),
+        ]
+        if verify is False
+    }
+    metrics.tls_unverified.set_labelled_function(lambda: dict(unverified))
+
+    def pending() -> float:
+        stream = connector.stream
+        return 0.0 if stream is None else float(stream.pending())
+
+    metrics.notifications_pending.set_function(pending)
     depths: dict[str | tuple[str, ...], float] = {}
 
     async def refresh_depths() -> None:
@@ -513,7 +531,7 @@ async def run_connector(
             async with contextlib.AsyncExitStack() as stack:
                 if health_port is not None:
                     services.health = await stack.enter_async_context(
-                        _health(connector, outbox, health_port)
+                        _health(config, connector, outbox, health_port)
                     )
                 if config.bridge is not None and config.bridge.enabled:
                     desk = None if phone is None else phone.agent_id

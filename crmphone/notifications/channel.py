@@ -90,7 +90,8 @@ class ChannelSettings:
     socket keeps delivering after its replacement is live. ``reuse_limit``: reconnects to the same
     channel before a new one is created. ``dedupe_window``: how long after an overlap copies are still
     recognised. ``allow_rejected_topics``: go on with the permitted topics when the platform rejects
-    some (otherwise :class:`SubscriptionError`).
+    some (otherwise :class:`SubscriptionError`). ``backlog_warning``: events waiting for the
+    consumer at which the stream warns that its consumer falls behind (once, until it catches up).
     """
 
     heartbeat_timeout: float = 35.0
@@ -108,6 +109,7 @@ class ChannelSettings:
     max_channels: int = 20
     allow_rejected_topics: bool = False
     head_check_timeout: float = 3.0
+    backlog_warning: int = 10_000
 
     def protocol_settings(self) -> ProtocolSettings:
         """The per-socket protocol's settings."""
@@ -150,6 +152,8 @@ class StreamStats:
     reconnects: int = 0
     rollovers: int = 0
     resyncs: int = 0
+    max_pending: int = 0
+    """The most events ever waiting for the consumer at once."""
     closes: collections.deque[CloseDiagnosis] = attrs.field(
         factory=lambda: collections.deque(maxlen=100)
     )
@@ -183,6 +187,7 @@ class _Lease:
     channel: Channel
     created_at: datetime
     token: AccessToken | None
+    created_mono: float  # the monotonic twin of created_at, for ages (see _Socket._facts)
 
     def seconds_left(self, now: datetime) -> float | None:
         """Seconds until the channel or its token expires, whichever is first; ``None`` if unknown."""
@@ -248,11 +253,14 @@ class _Socket:
             runner.stream.settings.protocol_settings(), clock.monotonic()
         )
         self.opened_wall = clock.wall()
+        self.opened_mono = clock.monotonic()
         self.socket_closing_wall: datetime | None = None
+        self.socket_closing_mono: float | None = None
         self.system_message: SystemMessage | None = None
         self.liveness_failed = False
         self.client_closing = False
         self.ended_wall: datetime | None = None
+        self.ended_mono: float | None = None
         self.diagnosis: CloseDiagnosis | None = None
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -344,6 +352,7 @@ class _Socket:
         stream = self.runner.stream
         clock = stream.clock
         self.ended_wall = clock.wall()
+        self.ended_mono = clock.monotonic()
         protocol = self.ws.protocol
         received = protocol.close_rcvd
         sent = protocol.close_sent
@@ -367,13 +376,24 @@ class _Socket:
     ) -> CloseFacts:
         clock = self.runner.stream.clock
         now_wall = self.ended_wall or clock.wall()
-        now_mono = clock.monotonic()
+        now_mono = clock.monotonic() if self.ended_mono is None else self.ended_mono
 
+        # Every time of ours is re-read from the monotonic clock as "so long before the close":
+        # had the wall clock been set back or forward since (NTP, an operator), ages computed
+        # from wall times would be wrong by the jump, negative even.
         def wall_of(mono: float | None) -> datetime | None:
             return None if mono is None else now_wall - timedelta(seconds=now_mono - mono)
 
         stats = self.protocol.stats
-        token = self.lease.token
+        lease = self.lease
+        created = wall_of(lease.created_mono)
+        token = lease.token
+        token_issued = token_expires = None
+        if token is not None and created is not None:
+            # The token's times are its provider's wall clock; placed relative to the lease,
+            # which was made just after the token arrived.
+            token_issued = created - (lease.created_at - token.issued_at)
+            token_expires = token_issued + (token.expires_at - token.issued_at)
         return CloseFacts(
             channel_id=self.channel.id,
             close_code=None if close is None else close.code,
@@ -382,12 +402,12 @@ class _Socket:
             at=now_wall,
             last_frame_at=wall_of(stats.last_frame_at),
             last_heartbeat_at=wall_of(stats.last_heartbeat_at),
-            socket_opened_at=self.opened_wall,
-            channel_created_at=self.lease.created_at,
+            socket_opened_at=wall_of(self.opened_mono),
+            channel_created_at=created,
             channel_expires=self.channel.expires,
-            token_issued_at=None if token is None else token.issued_at,
-            token_expires_at=None if token is None else token.expires_at,
-            socket_closing_at=self.socket_closing_wall,
+            token_issued_at=token_issued,
+            token_expires_at=token_expires,
+            socket_closing_at=wall_of(self.socket_closing_mono),
             system_message=self.system_message,
             liveness_failed=self.liveness_failed,
             channel_exists_after=exists_after,
@@ -437,6 +457,7 @@ class _ChannelRunner:
             stream._deliver(message)
         elif isinstance(message, SocketClosing):
             socket.socket_closing_wall = stream.clock.wall()
+            socket.socket_closing_mono = stream.clock.monotonic()
             log.info(
                 "notification channel %s: socket_closing received (maintenance)", socket.channel.id
             )
@@ -638,7 +659,9 @@ class _ChannelRunner:
                 )
         if ws is None:
             channel = await stream.client.create_channel()
-            lease = _Lease(channel, stream.clock.wall(), stream.tokens.current)
+            lease = _Lease(
+                channel, stream.clock.wall(), stream.tokens.current, stream.clock.monotonic()
+            )
             self.reuses = 0
             stream.stats.channels_created += 1
             ws = await self._connect(channel)
@@ -769,7 +792,13 @@ class NotificationStream:
             max_topics_per_channel=self.settings.max_topics_per_channel,
             max_channels=max(1, self.settings.max_channels - 1),
         )
+        # Unbounded on purpose: a reader that stopped reading to push back would stop seeing
+        # heartbeats and pings too, and the platform would close the socket (losing more). The
+        # consumer takes everything waiting in one go instead (:meth:`next_batch`), and a growing
+        # backlog is logged and measured (:meth:`pending`).
         self._queue: asyncio.Queue[TopicEvent | _Failed] = asyncio.Queue()
+        self._failure: _Failed | None = None
+        self._backlog_warned = False
         self._runners: list[_ChannelRunner] = []
         self._tasks: list[asyncio.Task[None]] = []
         self._serial = 0
@@ -794,6 +823,17 @@ class NotificationStream:
     def _deliver(self, event: TopicEvent) -> None:
         """Hand an event to the consumer."""
         self._queue.put_nowait(event)
+        pending = self._queue.qsize()
+        if pending > self.stats.max_pending:
+            self.stats.max_pending = pending
+        if pending >= self.settings.backlog_warning and not self._backlog_warned:
+            self._backlog_warned = True
+            log.warning(
+                "notification stream: %d events are waiting for the consumer, which falls behind "
+                "the platform (a slow outbox disk or an overloaded process); nothing is dropped, "
+                "but memory grows until it catches up",
+                pending,
+            )
 
     def _fail(self, error: BaseException) -> None:
         """End the iteration with ``error``."""
@@ -848,12 +888,41 @@ class NotificationStream:
         return self
 
     async def __anext__(self) -> TopicEvent:
-        if self._closed and self._queue.empty():
+        batch = await self.next_batch(1)
+        if not batch:
             raise StopAsyncIteration
+        return batch[0]
+
+    async def next_batch(self, limit: int = 1000) -> list[TopicEvent]:
+        """Wait for the next event, and return it with every other one already waiting (at most
+        ``limit``, in order): a consumer that stores events pays one commit per batch, not per
+        event, so it catches up after a burst.
+
+        Returns an empty list once the stream is closed and drained; raises what ended the stream
+        (after the events received before it were returned).
+        """
+        if self._failure is not None:
+            raise self._failure.error
+        if self._closed and self._queue.empty():
+            return []
+        batch: list[TopicEvent] = []
         item = await self._queue.get()
-        if isinstance(item, _Failed):
-            raise item.error
-        return item
+        while True:
+            if isinstance(item, _Failed):
+                if not batch:
+                    raise item.error
+                self._failure = item
+                break
+            batch.append(item)
+            if len(batch) >= limit or self._queue.empty():
+                break
+            item = self._queue.get_nowait()
+        if self._backlog_warned and self._queue.qsize() < self.settings.backlog_warning // 2:
+            self._backlog_warned = False
+            log.info(
+                "notification stream: the consumer caught up (%d waiting)", self._queue.qsize()
+            )
+        return batch
 
     def pending(self) -> int:
         """Events received and not yet consumed."""

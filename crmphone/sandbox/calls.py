@@ -383,17 +383,21 @@ class CallGenerator:
         while len(self._closed) > KEEP_CLOSED_CALLS:
             self._runs.pop(self._closed.popleft(), None)
 
-    def _busy(self, agent_id: str) -> bool:
-        return any(
-            run.conversation.agent_id == agent_id and run.conversation.phase is not Phase.CLOSED
+    def _busy_agents(self) -> set[str]:
+        # One pass over the calls, not one per agent: with 1,000 agents the generator would
+        # otherwise scan every call a thousand times for each call it places.
+        return {
+            run.conversation.agent_id
             for run in self._runs.values()
-        )
+            if run.conversation.phase is not Phase.CLOSED
+        }
 
     async def _generate(self) -> None:
         rate = self._config.calls_per_minute / 60.0
         while True:
             await asyncio.sleep(self._rng.expovariate(rate))
-            idle = [agent for agent in self._world.agents if not self._busy(agent.id)]
+            busy = self._busy_agents()
+            idle = [agent for agent in self._world.agents if agent.id not in busy]
             if not idle:
                 self._world.counters["calls_skipped_all_busy"] += 1
                 continue

@@ -15,6 +15,7 @@ frames before it, so nothing published before a (graceful) close is lost.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import json
 import logging
@@ -139,8 +140,8 @@ class Sandbox:
     """The sandbox platform's world plus its live machinery and controls.
 
     ``world`` holds the rules, ``calls`` places and drives calls, ``edge`` is the media edge the
-    softphones connect to, ``faults`` breaks things on purpose, ``ledger`` lists every topic event
-    published. Start it with :meth:`start` on a
+    softphones connect to, ``faults`` breaks things on purpose, ``ledger`` lists the topic events
+    published (the latest ``ledger_limit``). Start it with :meth:`start` on a
     running loop (the servers do this) and stop it with :meth:`close`.
     """
 
@@ -148,7 +149,9 @@ class Sandbox:
         self.config = config if config is not None else SandboxConfig()
         self.clock: Clock = clock if clock is not None else SystemClock()
         self.world = World(self.config, self.clock)
-        self.ledger: list[Emitted] = []
+        self.ledger: collections.deque[Emitted] = collections.deque(
+            maxlen=self.config.ledger_limit or None
+        )
         self.calls = CallGenerator(self.world, self.publish, self.config, self.clock)
         self.edge = MediaEdge(
             self.world,

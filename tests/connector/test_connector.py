@@ -25,6 +25,7 @@ from crmphone.events import (
 from crmphone.sandbox import SandboxServer
 from crmphone.testing import TEST_CLIENT_ID, TEST_CLIENT_SECRET
 from crmphone.testing.connector import run_connector_until
+from crmphone.testing.disk import set_outbox_read_only
 from crmphone.testing.recording import RecordingAdapter
 
 ENVIRON = {"CRMPHONE_CLIENT_ID": TEST_CLIENT_ID, "CRMPHONE_CLIENT_SECRET": TEST_CLIENT_SECRET}
@@ -248,6 +249,37 @@ async def test_a_crm_outage_delays_logs_but_never_the_events(
 
     await run_until(connector_config(sandbox, tmp_path), adapter, scenario)
     assert len(adapter.logs) == len(platform.agents)
+
+
+async def test_a_backlog_is_stored_in_a_few_commits_not_one_per_notification(
+    sandbox: SandboxServer, tmp_path: Path
+) -> None:
+    """Notifications that piled up while the outbox's disk refused writes are stored in at most
+    two commits once it takes writes again (the held batch, then the backlog), and every call
+    is logged once."""
+    adapter = RecordingAdapter()
+    platform = sandbox.sandbox
+
+    async def scenario(connector: Connector, health: Any, _: Any) -> None:
+        stream = connector.stream
+        assert stream is not None
+        await set_outbox_read_only(connector.outbox, True)
+        placed = [await platform.calls.place_inbound(agent.id) for agent in platform.agents]
+        for conversation_id in placed:
+            await platform.calls.wait_closed(conversation_id)
+        async with asyncio.timeout(5):
+            while stream.pending() < 2 * len(placed):
+                await asyncio.sleep(0.05)
+        backlog, seen = stream.pending(), connector.stats.notifications
+        commits = connector.stats.commits
+        await set_outbox_read_only(connector.outbox, False)
+        await finished_logs(adapter, len(placed))
+        later = connector.stats.notifications - seen - backlog  # arrived after the disk healed
+        assert connector.stats.commits - commits <= 2 + later, (backlog, later)
+
+    await run_until(connector_config(sandbox, tmp_path), adapter, scenario)
+    assert len(adapter.logs) == len(platform.agents)
+    assert all(log.stage is LogStage.WRAPPED_UP for log in adapter.logs.values())
 
 
 async def test_presence_and_routing_status_reach_the_adapter_and_gaps_are_caught_up(

@@ -112,6 +112,8 @@ async def test_metrics_parse_with_the_prometheus_parser() -> None:
     metrics.channel_reconnects.inc()
     metrics.duplicates_dropped.inc(4)
     metrics.outbox_depth.labels(adapter="webhook").set(7)
+    metrics.notifications_pending.set(5)
+    metrics.tls_unverified.labels(target="webhook").set(1)
 
     async with (
         HealthServer(metrics) as server,
@@ -129,6 +131,8 @@ async def test_metrics_parse_with_the_prometheus_parser() -> None:
         "crmphone_channel_reconnects": "counter",
         "crmphone_duplicates_dropped": "counter",
         "crmphone_asyncio_tasks": "gauge",
+        "crmphone_notifications_pending": "gauge",
+        "crmphone_tls_verification_disabled": "gauge",
     }
     web = (("adapter", "webhook"),)
     sf = (("adapter", "salesforce"),)
@@ -145,6 +149,8 @@ async def test_metrics_parse_with_the_prometheus_parser() -> None:
         ("crmphone_outbox_depth", web): 7,
         ("crmphone_channel_reconnects_total", ()): 1,
         ("crmphone_duplicates_dropped_total", ()): 4,
+        ("crmphone_notifications_pending", ()): 5,
+        ("crmphone_tls_verification_disabled", (("target", "webhook"),)): 1,
     }
     assert "# HELP crmphone_events_in_total " in text
     assert "# TYPE crmphone_outbox_depth gauge" in text

@@ -4,6 +4,7 @@ file (which is made private). Real files, real modes, real owners."""
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import stat
@@ -19,6 +20,9 @@ from crmphone.config import (
     load_config,
     security_warnings,
 )
+from crmphone.sandbox import SandboxServer
+from crmphone.testing import TEST_CLIENT_ID, TEST_CLIENT_SECRET, fast_sandbox_config
+from crmphone.testing.connector import connector_process
 
 TEXT = '[platform]\nkind = "sandbox"\nurl = "http://127.0.0.1:9"\n'
 SECRET = "s3cr3t-value-never-in-a-warning"
@@ -169,3 +173,26 @@ def config_file_text(tmp_path: Path, text: str) -> Path:
     path.write_text(text)
     path.chmod(0o600)
     return path
+
+
+async def test_crmphone_run_logs_the_warning_in_the_configured_format(tmp_path: Path) -> None:
+    """`crmphone run` with a world-readable file logs its warning once, as a JSON record like
+    every other line (it is not a bare line printed before logging exists)."""
+    async with SandboxServer(fast_sandbox_config(agents=1), host="127.0.0.1", port=0) as sandbox:
+        path = tmp_path / "connector.toml"
+        path.write_text(
+            f'[platform]\nkind = "sandbox"\nurl = "{sandbox.base_url}"\n\n'
+            '[log]\nformat = "json"\n\n[outbox]\npath = "outbox.sqlite3"\n'
+        )
+        path.chmod(0o644)
+        lines: list[str] = []
+        environment = dict(
+            os.environ, CRMPHONE_CLIENT_ID=TEST_CLIENT_ID, CRMPHONE_CLIENT_SECRET=TEST_CLIENT_SECRET
+        )
+        async with connector_process(path, env=environment, on_line=lines.append):
+            pass
+    mentions = [line for line in lines if "chmod 600" in line]
+    assert len(mentions) == 1, lines
+    record = json.loads(mentions[0])
+    assert record["level"] == "WARNING"
+    assert "mode 0644" in record["message"]

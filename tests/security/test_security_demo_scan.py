@@ -196,7 +196,7 @@ async def _scan_while_running(services: Services, observed: _Observed) -> None:
                 await asyncio.sleep(0.1)
         # /metrics as `crmphone run --health-port` serves it for this very connector.
         async with (
-            _health(services.connector, services.outbox, 0) as health,
+            _health(services.config, services.connector, services.outbox, 0) as health,
             httpx.AsyncClient() as http,
         ):
             observed.metrics = (await http.get(f"{health.url}/metrics")).text
