@@ -175,6 +175,8 @@ class Sample:
     tasks: int
     sockets: int
     phase: str
+    pending: int = 0
+    """Notifications received and not yet stored (the connector's backlog)."""
 
     def to_json(self) -> dict[str, Any]:
         """The sample as written in the results."""
@@ -185,6 +187,7 @@ class Sample:
             "open_fds": self.open_fds,
             "tasks": self.tasks,
             "sockets": self.sockets,
+            "pending": self.pending,
             "phase": self.phase,
         }
 
@@ -245,6 +248,7 @@ class Sampler:
             tasks=int(values["crmphone_asyncio_tasks"]),
             sockets=int(values["crmphone_open_sockets"]),
             phase=self.phase,
+            pending=int(values.get("crmphone_notifications_pending", 0)),
         )
         self.samples.append(sample)
         return sample
@@ -279,6 +283,7 @@ def summarise(samples: Sequence[Sample]) -> dict[str, Any]:
             "end": last.open_fds,
             "max": max(s.open_fds for s in samples),
         },
+        "notifications_pending_max": max(s.pending for s in samples),
     }
 
 
