@@ -189,7 +189,8 @@ class OutboxStore:
         self._jumps = ClockJumpDetector()
         self._on_clock_jump = on_clock_jump
         try:
-            if not self.path.exists():
+            # ":memory:" is SQLite's name for a database without a file: none to create.
+            if str(path) != ":memory:" and not self.path.exists():
                 # Call data: readable by its owner only (SQLite gives the WAL the same mode).
                 os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
             self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import random
+import stat
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -491,3 +492,23 @@ async def test_an_adapters_memory_survives_a_restart_in_the_outbox_file(tmp_path
     async with outbox_with(tmp_path, again):
         assert await again.context.memory.get("ticket:conv-1") == "4711"
         assert await again.context.memory.get("ticket:conv-2") is None
+
+
+def test_an_in_memory_store_makes_no_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """SQLite's ``:memory:`` database has no file: the store creates none (not even one named
+    ``:memory:`` in the working directory) and works."""
+    monkeypatch.chdir(tmp_path)
+    store = OutboxStore(":memory:")
+    try:
+        store.set_meta("key", "value")
+        assert store.meta("key") == "value"
+    finally:
+        store.close()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_file_store_is_private_to_its_owner(tmp_path: Path) -> None:
+    """The outbox's file holds call data: it is created readable by its owner only."""
+    path = tmp_path / "outbox.sqlite3"
+    OutboxStore(path).close()
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
