@@ -254,7 +254,6 @@ class _Socket:
         )
         self.opened_wall = clock.wall()
         self.opened_mono = clock.monotonic()
-        self.socket_closing_wall: datetime | None = None
         self.socket_closing_mono: float | None = None
         self.system_message: SystemMessage | None = None
         self.liveness_failed = False
@@ -364,7 +363,7 @@ class _Socket:
             closed_by = "network"
         close = received or sent
         exists_after = None
-        if closed_by == "server" and self.socket_closing_wall is None:
+        if closed_by == "server" and self.socket_closing_mono is None:
             # Only a HEAD tells an evicted channel from other server closes.
             exists_after = await self.runner.channel_exists(self.channel.id)
         self.diagnosis = diagnose(self._facts(closed_by, close, exists_after))
@@ -456,7 +455,6 @@ class _ChannelRunner:
             stream.stats.events += 1
             stream._deliver(message)
         elif isinstance(message, SocketClosing):
-            socket.socket_closing_wall = stream.clock.wall()
             socket.socket_closing_mono = stream.clock.monotonic()
             log.info(
                 "notification channel %s: socket_closing received (maintenance)", socket.channel.id
