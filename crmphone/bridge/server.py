@@ -690,7 +690,14 @@ class BridgeServer:
         policy = self._policy
         if policy is None or len(origins) > 1 or not policy.allows(origin):
             self._counts["refused_origins"] += 1
-            logger.warning("bridge: refused a WebSocket from origin %r", origins)
+            if len(origins) == 1:
+                logger.warning("bridge: refused a WebSocket from origin %r", origin)
+            else:  # none (not a browser page) or several (a forged request): say which
+                logger.warning(
+                    "bridge: refused a WebSocket with %d Origin headers %s",
+                    len(origins),
+                    ", ".join(map(repr, origins)) or "(none)",
+                )
             # A close before accept is an HTTP 403. (uvicorn's denial-response path would log an
             # ERROR per refusal, letting any web page flood the log.)
             await websocket.close()

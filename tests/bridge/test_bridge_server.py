@@ -185,15 +185,21 @@ async def test_anything_but_a_hello_first_is_closed_4401(
     ],
 )
 async def test_a_handshake_from_a_foreign_origin_is_refused_with_403(
-    bridge: BridgeServer, origin: str | None
+    bridge: BridgeServer, origin: str | None, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Foreign, look-alike, wrong-scheme, opaque and (unless configured) missing origins get
-    HTTP 403 before any WebSocket message."""
-    with pytest.raises(InvalidStatus) as info:
+    HTTP 403 before any WebSocket message, and the WARNING names the origin (or its absence)."""
+    with (
+        caplog.at_level(logging.WARNING, logger="crmphone.bridge"),
+        pytest.raises(InvalidStatus) as info,
+    ):
         await open_socket(bridge, origin=origin)
     assert info.value.response.status_code == 403
     assert bridge.stats.refused_origins == 1
     assert bridge.stats.sockets == 0
+    (refusal,) = [r.getMessage() for r in caplog.records if "refused a WebSocket" in r.getMessage()]
+    expected = "with 0 Origin headers (none)" if origin is None else f"from origin {origin!r}"
+    assert refusal.endswith(expected)
 
 
 async def test_allowed_and_own_origins_connect(bridge: BridgeServer, token: BridgeToken) -> None:
