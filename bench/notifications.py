@@ -190,6 +190,7 @@ async def _sandbox_and_client() -> AsyncIterator[tuple[SandboxServer, PlatformCl
         heartbeat_interval=1.0,
         rate_limit_per_minute=0,
         agents=1,
+        ledger_limit=0,  # the rollover run compares all 50,000 events with the ledger
     )
     async with SandboxServer(config, host="127.0.0.1", port=0) as server:
         tokens = ClientCredentials(

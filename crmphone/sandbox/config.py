@@ -152,9 +152,9 @@ class SandboxConfig:
     """One-way media delay in seconds added by the relay; above 0 it implies ``media_relay``."""
     media_host: str = attrs.field(default="127.0.0.1", validator=_ip_address)
     """The address the media edge gathers its ICE host candidates on (and its relays bind)."""
-    ledger_limit: int = attrs.field(default=100_000, validator=_count(0))
+    ledger_limit: int = attrs.field(default=10_000, validator=_count(0))
     """Topic events the ledger keeps, the oldest dropped first (0 keeps every one): bounds the
-    memory of a sandbox that runs for hours."""
+    memory of a sandbox that runs for hours (each entry holds the event's body)."""
 
     @property
     def uses_relay(self) -> bool:
