@@ -175,7 +175,7 @@ class Sample:
     tasks: int
     sockets: int
     phase: str
-    pending: int = 0
+    pending: int
     """Notifications received and not yet stored (the connector's backlog)."""
 
     def to_json(self) -> dict[str, Any]:
@@ -248,7 +248,7 @@ class Sampler:
             tasks=int(values["crmphone_asyncio_tasks"]),
             sockets=int(values["crmphone_open_sockets"]),
             phase=self.phase,
-            pending=int(values.get("crmphone_notifications_pending", 0)),
+            pending=int(values["crmphone_notifications_pending"]),
         )
         self.samples.append(sample)
         return sample

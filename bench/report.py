@@ -661,14 +661,13 @@ def _load(data: Mapping[str, Any], figures: Path) -> _Body:
             _plain(loaded["cpu_percent_of_one_core"]),
         ],
     )
-    if "notifications_pending_max" in loaded:  # results written before the backlog gauge
-        rows.append(
-            [
-                "notifications waiting, max",
-                _plain(idle["notifications_pending_max"]),
-                _plain(loaded["notifications_pending_max"]),
-            ]
-        )
+    rows.append(
+        [
+            "notifications waiting, max",
+            _plain(idle["notifications_pending_max"]),
+            _plain(loaded["notifications_pending_max"]),
+        ]
+    )
     table = _table(["", "idle baseline", "loaded"], rows)
     table += [
         "",

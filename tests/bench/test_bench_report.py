@@ -149,6 +149,7 @@ def _resources(rss: float, cpu: float) -> dict[str, Any]:
         "rss_mb": {"start": rss, "end": rss + 2, "max": rss + 3},
         "cpu_percent_of_one_core": cpu,
         "open_fds": {"start": 60, "end": 61, "max": 64},
+        "notifications_pending_max": 12,
     }
 
 
