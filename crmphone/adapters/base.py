@@ -436,7 +436,11 @@ class Memory(Protocol):
         ...
 
     async def set(self, key: str, value: str) -> None:
-        """Keep ``value`` under ``key`` (durably once it returns, when the outbox backs it)."""
+        """Keep ``value`` under ``key``.
+
+        When the outbox backs it, the value is stored once this returns; while the outbox's disk
+        refuses writes it is held in memory (and answered by :meth:`get`) until the disk takes it.
+        """
         ...
 
 

@@ -196,6 +196,7 @@ class Outbox:
         }
         self._status_ready = {name: asyncio.Event() for name in self._status}
         self._memories: dict[str, Memory] = {}
+        self._outbox_memories: dict[str, _OutboxMemory] = {}
         self._watchers: Watchers[OutboxNotice] = Watchers(logger)
         self._tasks: list[asyncio.Task[None]] = []
         self._accepting = False
@@ -218,7 +219,8 @@ class Outbox:
         )
         for name, adapter in self.adapters.items():
             self._memories[name] = adapter.context.memory
-            adapter.context.memory = _OutboxMemory(self, name)
+            memory = self._outbox_memories[name] = _OutboxMemory(self, name)
+            adapter.context.memory = memory
         started: list[Adapter] = []
         try:
             for adapter in self.adapters.values() if self._owns_adapters else ():
@@ -268,13 +270,17 @@ class Outbox:
             for task in pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
+        for memory in self._outbox_memories.values():
+            await memory.close()
         writer, *others = self._tasks
         for task in others:
             task.cancel()
         await asyncio.gather(*others, return_exceptions=True)
         # Writes commit in order: once a no-op queued last is done, so is what the deliveries
-        # reported before it.
-        await self._write(lambda store: None)
+        # reported before it. A disk still refusing writes was reported when it began, and what
+        # was not recorded stays queued for the next start: close all the same.
+        with contextlib.suppress(StorageError):
+            await self._write(lambda store: None)
         writer.cancel()
         await asyncio.gather(writer, return_exceptions=True)
         for adapter in self.adapters.values() if self._owns_adapters else ():
@@ -289,6 +295,7 @@ class Outbox:
         for name, memory in self._memories.items():
             self.adapters[name].context.memory = memory
         self._memories.clear()
+        self._outbox_memories.clear()
 
     async def _close_adapter(self, adapter: Adapter) -> None:
         try:
@@ -403,6 +410,19 @@ class Outbox:
         self._writes.append((operation, future))
         self._write_ready.set()
         return await future
+
+    async def _write_held(self, operation: Callable[[OutboxStore], _T]) -> _T:
+        """Record what a delivery did; while the disk refuses writes, wait for it, then record.
+
+        The CRM already has what this records (a write done, a failure counted, a match found),
+        so failing here would send the same work again: a second record wherever the CRM cannot
+        upsert. A stop cancels the wait and the work stays queued.
+        """
+        while True:
+            try:
+                return await self._write(operation)
+            except StorageError:
+                await self._writable.wait()
 
     async def _flush_writes(self) -> None:
         while True:
@@ -577,9 +597,9 @@ class Outbox:
 
         def landed(_: asyncio.Task[None]) -> None:
             if not task.cancelled() and (failure := task.exception()) is not None:
-                # Only a refused commit gets here (every adapter failure is handled inside): the
-                # work stays queued and goes again once the disk takes writes.
-                logger.debug("outbox: %s delivery not recorded: %s", name, failure)
+                # Every adapter failure and refused commit is handled inside; this is a fault of
+                # ours (the store refused an operation): the work stays queued and goes again.
+                logger.error("outbox: %s delivery not recorded", name, exc_info=failure)
             self._running[name].discard(task)
             self._batches[name].discard(task)
             for item in items:
@@ -626,7 +646,7 @@ class Outbox:
                 writes.append(self._failed(name, item, delivery.ids, outcome))
         # Together, so a failed batch of 200 shares one commit instead of 200 in a row.
         if done:
-            writes.append(self._write(lambda store: store.complete(done)))
+            writes.append(self._write_held(lambda store: store.complete(done)))
         await asyncio.gather(*writes)
 
     async def _deliver(self, name: str, item: WorkItem) -> None:
@@ -648,7 +668,7 @@ class Outbox:
         except Exception as exc:  # noqa: BLE001 - every failure is classified below
             await self._failed(name, item, ids, exc)
             return
-        await self._write(lambda store: store.complete(ids))
+        await self._write_held(lambda store: store.complete(ids))
         if item.kind is WorkKind.LOG:
             self.stats.writes_done[name] += 1
         if logged is not None:
@@ -661,7 +681,7 @@ class Outbox:
         kind = type(adapter)
         match = await adapter.lookup_caller(log) if kind.implements("lookup_caller") else None
         if match is not None:
-            await self._write(lambda store: store.save_match(name, item.log_key, match))
+            await self._write_held(lambda store: store.save_match(name, item.log_key, match))
             log = attrs.evolve(log, match=match)
         found = match or log.match or CallerMatch(log.customer_number)
         if item.expires is not None and self._clock() > item.expires:
@@ -697,7 +717,7 @@ class Outbox:
             permanent=permanent,
             rng=self._rng,
         )
-        await self._write(lambda store: store.fail(ids, text, retry_in=delay))
+        await self._write_held(lambda store: store.fail(ids, text, retry_in=delay))
         if delay is None:
             self.stats.dead_letters[name] += len(ids)
             logger.warning(
@@ -760,17 +780,82 @@ def _commit(operations: list[_Write], store: OutboxStore) -> list[tuple[bool, An
     return outcomes
 
 
+def _remember_all(adapter: str, values: Mapping[str, str], store: OutboxStore) -> None:
+    for key, value in values.items():
+        store.remember_for(adapter, key, value)
+
+
 class _OutboxMemory:
-    """An adapter's :class:`~crmphone.adapters.Memory` in the outbox's file (shared commits)."""
+    """An adapter's :class:`~crmphone.adapters.Memory` in the outbox's file (shared commits).
+
+    An adapter remembers a CRM id right after the CRM made the record, so the value must not be
+    refused: while the disk refuses writes it is held here (and answered from here), and stored
+    as soon as the disk takes writes again.
+    """
 
     def __init__(self, outbox: Outbox, adapter: str) -> None:
         self._outbox = outbox
         self._adapter = adapter
+        self._held: dict[str, str] = {}
+        self._storing: asyncio.Task[None] | None = None
 
     async def get(self, key: str) -> str | None:
         """The value the adapter kept under ``key``, or None."""
+        held = self._held.get(key)
+        if held is not None:
+            return held
         return await self._outbox._read(lambda store: store.recall_for(self._adapter, key))
 
     async def set(self, key: str, value: str) -> None:
-        """Keep ``value`` under ``key``; committed when this returns."""
-        await self._outbox._write(lambda store: store.remember_for(self._adapter, key, value))
+        """Keep ``value`` under ``key``: committed when this returns, or, while the disk refuses
+        writes, held in memory and committed once it takes them (lost only if the process ends
+        before that)."""
+        if not self._held:  # with values held, a newer one waits behind them (order is kept)
+            try:
+                await self._outbox._write(
+                    lambda store: store.remember_for(self._adapter, key, value)
+                )
+            except StorageError:
+                pass  # said once by the outbox; held below
+            else:
+                return
+        self._held[key] = value
+        if self._storing is None:
+            self._storing = asyncio.get_running_loop().create_task(
+                self._store_held(), name=f"crmphone-memory-{self._adapter}"
+            )
+
+    async def _store_held(self) -> None:
+        try:
+            while self._held:
+                await self._outbox.wait_writable()
+                values = dict(self._held)
+                try:
+                    await self._outbox._write(
+                        functools.partial(_remember_all, self._adapter, values)
+                    )
+                except StorageError:
+                    continue
+                for key, value in values.items():
+                    if self._held.get(key) == value:  # not replaced while it was being stored
+                        del self._held[key]
+        finally:
+            self._storing = None
+
+    async def close(self) -> None:
+        """Store what is held if the disk takes writes (within the drain time), then stop; say
+        how many values the disk never took."""
+        storing = self._storing
+        if storing is not None:
+            if self._outbox.storage_error is None:
+                await asyncio.wait({storing}, timeout=self._outbox.settings.drain_timeout)
+            storing.cancel()
+            await asyncio.gather(storing, return_exceptions=True)
+        if self._held:
+            logger.error(
+                "outbox: %d value(s) adapter %s remembered were never stored (the disk refused "
+                "writes until the stop); a delivery made again at the next start may write its "
+                "CRM record a second time",
+                len(self._held),
+                self._adapter,
+            )

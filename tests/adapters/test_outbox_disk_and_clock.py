@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from crmphone.adapters import AdapterContext, LogStage, Outbox, OutboxSettings, RetryPolicy
+from crmphone.adapters import AdapterContext, CallLog, LogStage, Outbox, OutboxSettings, RetryPolicy
 from crmphone.clock import ClockJumpDetector
 from crmphone.errors import CrmRetryableError, StorageError
 from crmphone.testing.disk import set_outbox_read_only
@@ -21,9 +21,15 @@ pytestmark = pytest.mark.timeout(30)
 FAST = RetryPolicy(initial_delay=0.05, max_delay=0.2, max_attempts=20, max_age=600.0)
 
 
-def outbox_for(tmp_path: Path, adapter: RecordingAdapter, **options: object) -> Outbox:
+def outbox_for(
+    tmp_path: Path, adapter: RecordingAdapter, drain_timeout: float = 10.0, **options: object
+) -> Outbox:
     settings = OutboxSettings(
-        path=tmp_path / "outbox.sqlite3", retry=FAST, storage_retry=0.05, pop_ttl=30.0
+        path=tmp_path / "outbox.sqlite3",
+        retry=FAST,
+        storage_retry=0.05,
+        pop_ttl=30.0,
+        drain_timeout=drain_timeout,
     )
     return Outbox(settings, {"crm": adapter}, **options)  # type: ignore[arg-type]
 
@@ -71,11 +77,11 @@ async def test_a_read_only_disk_holds_events_and_loses_none(
     assert len({w.write_key for w in adapter.writes}) == len(adapter.writes)
 
 
-async def test_a_write_done_while_the_disk_refused_to_record_it_goes_again_under_its_key(
+async def test_a_write_done_while_the_disk_refused_to_record_it_is_recorded_once_it_is_back(
     tmp_path: Path,
 ) -> None:
-    """A CRM write lands but cannot be marked done: it is sent again, same key and content,
-    once the disk is back (an upsert to the CRM), and deliveries do not spin meanwhile."""
+    """A CRM write lands but cannot be marked done: the outbox holds the mark until the disk is
+    back and records it then, so the CRM is not written a second time, and nothing spins."""
     adapter = RecordingAdapter(AdapterContext(name="crm"))
     release = adapter.stall("log_call")
     async with outbox_for(tmp_path, adapter) as outbox:
@@ -85,15 +91,89 @@ async def test_a_write_done_while_the_disk_refused_to_record_it_goes_again_under
         await set_outbox_read_only(outbox, True)
         release.set()
         await asyncio.sleep(0.5)
-        attempts_while_refused = len(adapter.of("log_call"))
-        assert attempts_while_refused <= 2  # paused, not a loop hammering the CRM
+        assert len(adapter.of("log_call")) == 1  # held, not a loop hammering the CRM
+        assert outbox.storage_error is not None
         await set_outbox_read_only(outbox, False)
         assert await outbox.wait_idle(5)
+        assert await outbox.depth("crm") == 0
     keys = [w.write_key for w in adapter.writes]
-    (key,) = set(keys)  # the call was submitted whole: one write, of its last stage
-    assert key.endswith(":wrapped_up")
-    assert len(keys) == 2  # landed while the disk refused, so sent once more when it was back
-    assert adapter.writes[0] == adapter.writes[1]
+    assert len(keys) == 1
+    assert keys[0].endswith(":wrapped_up")
+
+
+class CreatesThenRemembers(RecordingAdapter):
+    """A CRM without an upsert (like Zendesk's call records): the adapter makes a record, then
+    remembers its id so a retry finds it instead of making another."""
+
+    def __init__(self, context: AdapterContext) -> None:
+        super().__init__(context)
+        self.created: list[str] = []  # the memory key of each record made
+        self.made = asyncio.Event()
+        self.go_on = asyncio.Event()
+
+    async def log_call(self, log: CallLog) -> None:
+        key = f"record:{log.key}"
+        if await self.context.memory.get(key) is not None:
+            return
+        self.created.append(key)
+        self.made.set()
+        await self.go_on.wait()
+        await self.context.memory.set(key, f"id-{len(self.created)}")
+
+
+async def test_an_id_remembered_while_the_disk_refuses_writes_is_held_then_stored(
+    tmp_path: Path,
+) -> None:
+    """The adapter remembers the id of the record it just made while the disk refuses writes:
+    the memory takes it (no error, so no retry making a second record), answers it at once, and
+    stores it when the disk is back, so it is there after a restart."""
+    adapter = CreatesThenRemembers(AdapterContext(name="crm"))
+    async with outbox_for(tmp_path, adapter) as outbox:
+        await outbox.submit(fake_call(number="+15550008888"))
+        async with asyncio.timeout(5):
+            await adapter.made.wait()
+        (key,) = adapter.created
+        await set_outbox_read_only(outbox, True)
+        adapter.go_on.set()
+        await asyncio.sleep(0.3)
+        assert await adapter.context.memory.get(key) == "id-1"  # held, answered from memory
+        await adapter.context.memory.set("other", "newer")  # waits behind the held one
+        await set_outbox_read_only(outbox, False)
+        assert await outbox.wait_idle(5)
+        assert await outbox.depth("crm") == 0
+    assert adapter.created == [key]
+    async with outbox_for(tmp_path, adapter) as outbox:
+        assert await adapter.context.memory.get(key) == "id-1"
+        assert await adapter.context.memory.get("other") == "newer"
+
+
+async def test_a_stop_while_the_disk_refuses_says_what_memory_was_never_stored(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Stopping before the disk takes writes again cannot store a held id: the stop says so,
+    and the delivery stays queued for the next start."""
+    adapter = CreatesThenRemembers(AdapterContext(name="crm"))
+    async with outbox_for(tmp_path, adapter, drain_timeout=0.2) as outbox:
+        await outbox.submit(fake_call(number="+15550007777"))
+        async with asyncio.timeout(5):
+            await adapter.made.wait()
+        await set_outbox_read_only(outbox, True)
+        adapter.go_on.set()
+        await asyncio.sleep(0.2)
+        queued = await outbox.depth("crm")
+        caplog.set_level(logging.ERROR, logger="crmphone.adapters.outbox")
+    held = [r.getMessage() for r in caplog.records if "never stored" in r.getMessage()]
+    assert held == [
+        (
+            "outbox: 1 value(s) adapter crm remembered were never stored (the disk refused "
+            "writes until the stop); a delivery made again at the next start may write its CRM "
+            "record a second time"
+        )
+    ]
+    again = CreatesThenRemembers(AdapterContext(name="crm"))  # holds the delivery: depth is stable
+    async with outbox_for(tmp_path, again, drain_timeout=0.2) as outbox:
+        assert queued > 0
+        assert await outbox.depth("crm") == queued
 
 
 class JumpingClock:
