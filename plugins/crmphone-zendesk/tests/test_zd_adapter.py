@@ -152,6 +152,22 @@ async def test_lookup_finds_one_many_or_creates_the_caller(
     assert len(emulator.model.users_with_phone(NO_MATCH_NUMBER)) == 1
 
 
+async def test_a_caller_made_but_never_remembered_is_found_not_made_again(
+    make_adapter: AdapterFactory, emulator: ZendeskEmulator
+) -> None:
+    """The process died between Zendesk making the caller and the commit of its id: the next
+    lookup (fresh memory, search still lagging) is refused a second user with the same external
+    id and uses the first."""
+    emulator.model.search_lag = 600.0
+    first = await make_adapter(lookup_cache_seconds=0)
+    made = await first.lookup_caller(call_logs(NO_MATCH_NUMBER)[LogStage.CONNECTED])
+    restarted = await make_adapter(lookup_cache_seconds=0)  # nothing remembered
+    again = await restarted.lookup_caller(call_logs(NO_MATCH_NUMBER)[LogStage.CONNECTED])
+    assert again.records == made.records
+    (user,) = emulator.model.users_with_phone(NO_MATCH_NUMBER)
+    assert user.external_id == f"crmphone-caller:{NO_MATCH_NUMBER}"
+
+
 async def test_unknown_callers_are_left_alone_when_asked(
     make_adapter: AdapterFactory, emulator: ZendeskEmulator
 ) -> None:

@@ -23,13 +23,16 @@ import logging
 from collections.abc import Mapping
 from typing import Any, ClassVar, Self
 
+import requests
 from zenpy import Zenpy
 from zenpy.lib.api_objects import Comment, Ticket, User
 from zenpy.lib.api_objects.talk_objects import CallPe
+from zenpy.lib.exception import APIException
 
 from crmphone.adapters import Adapter, AdapterContext, CallerMatch, CallLog, CrmRecord, LogStage
 from crmphone.adapters.cache import LookupCache
 from crmphone.adapters.numbers import e164, search_digits
+from crmphone.errors import CrmRetryableError
 from crmphone.events import CallDirection
 
 from .client import ZendeskClient
@@ -41,6 +44,8 @@ logger = logging.getLogger(__name__)
 
 _VIA_INBOUND = 45
 _VIA_OUTBOUND = 46
+# The external id of an end user made for an unknown caller, before its E.164 number.
+_CALLER_EXTERNAL_ID = "crmphone-caller:"
 
 
 class ZendeskAdapter(Adapter):
@@ -99,7 +104,12 @@ class ZendeskAdapter(Adapter):
         return CallerMatch(number=number, records=tuple(users))
 
     async def _created_user(self, number: str) -> CrmRecord:
-        """The end user made for an unknown ``number`` (made once, remembered)."""
+        """The end user made for an unknown ``number`` (made once, remembered).
+
+        The user carries the external id ``crmphone-caller:<E.164>``, which Zendesk keeps unique:
+        when the id of a user made earlier was never remembered (the process was killed between
+        Zendesk's answer and the commit), making it again is refused and the earlier one is used.
+        """
         normal = e164(number) or number
         memory_key = f"user:{normal}"
         known = await self.context.memory.get(memory_key)
@@ -108,8 +118,8 @@ class ZendeskAdapter(Adapter):
         user = await self.context.run_sync(
             self.client.call,
             "creating the caller",
-            lambda zd: zd.users.create(
-                User(name=f"Caller {normal}", phone=normal, role="end-user")
+            lambda zd: _make_or_find_user(
+                zd, User(name=f"Caller {normal}", phone=normal, role="end-user"), normal
             ),
         )
         await self.context.memory.set(memory_key, str(user.id))
@@ -294,3 +304,32 @@ def _summary(log: CallLog) -> str:
     if log.notes:
         lines.append(f"Notes: {log.notes}")
     return "\n".join(lines)
+
+
+def _make_or_find_user(zd: Zenpy, user: User, number: str) -> User:
+    """Make ``user`` under the caller's external id; the user already made under it, if any."""
+    user.external_id = f"{_CALLER_EXTERNAL_ID}{number}"
+    try:
+        made: User = zd.users.create(user)
+    except APIException as exc:
+        if not _external_id_taken(exc.response):
+            raise
+    else:
+        return made
+    found: list[User] = list(zd.users.search(external_id=user.external_id))
+    if not found:  # taken, yet not found: Zendesk's view of it is not consistent yet
+        raise CrmRetryableError(f"Zendesk holds a caller for {number} but did not return it yet")
+    return found[0]
+
+
+def _external_id_taken(response: requests.Response | None) -> bool:
+    """Whether Zendesk refused a user because its external id is in use (422 DuplicateValue)."""
+    if response is None or response.status_code != 422:
+        return False
+    try:
+        details = response.json().get("details") or {}
+        return any(
+            problem.get("error") == "DuplicateValue" for problem in details.get("external_id", [])
+        )
+    except (ValueError, AttributeError, TypeError):
+        return False
