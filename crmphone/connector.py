@@ -157,6 +157,10 @@ class Connector:
         self._stream: NotificationStream | None = None
         self._last_noted: datetime | None = None
         self._resync_lock = asyncio.Lock()
+        # Feeding the tracker and storing what it made is one step: the live stream and a resync
+        # both feed it, and its events must reach the outbox in the order it made them (a
+        # wrap-up stored before its call's alerting would be refused as an orphan, and lost).
+        self._feeding = asyncio.Lock()
         self._holding = False
         self._connection_states: dict[str, ConnectionState] = {}
         self._watchers: Watchers[Event] = Watchers(logger)
@@ -239,22 +243,26 @@ class Connector:
         # disk) the connector catches up at the disk's commit rate times the batch, not one
         # notification per commit.
         while batch := await stream.next_batch(_BATCH_LIMIT):
-            calls: list[CallEvent] = []
-            for notification in batch:
-                self.stats.notifications += 1
-                topic = notification.topic_name
-                if topic.endswith((".persistentconnection", ".presence", ".routingStatus")):
-                    # Status events go out at once; the call events before them first, in order.
-                    await self._submit(calls)
-                    calls = []
-                    if topic.endswith(".persistentconnection"):
-                        self._connection_changed(notification)
-                    else:
-                        self._publish_presence(self._presence.feed(notification))
-                else:
-                    calls.extend(self._tracker.feed_event(notification))
-            await self._submit(calls)
+            async with self._feeding:
+                await self._take(batch)
             await self._note_heard()
+
+    async def _take(self, batch: list[TopicEvent]) -> None:
+        calls: list[CallEvent] = []
+        for notification in batch:
+            self.stats.notifications += 1
+            topic = notification.topic_name
+            if topic.endswith((".persistentconnection", ".presence", ".routingStatus")):
+                # Status events go out at once; the call events before them first, in order.
+                await self._submit(calls)
+                calls = []
+                if topic.endswith(".persistentconnection"):
+                    self._connection_changed(notification)
+                else:
+                    self._publish_presence(self._presence.feed(notification))
+            else:
+                calls.extend(self._tracker.feed_event(notification))
+        await self._submit(calls)
 
     def _connection_changed(self, notification: TopicEvent) -> None:
         """The platform's view of an agent's persistent connection → a status event for the
@@ -363,22 +371,28 @@ class Connector:
                 else:
                     ids.update(found)
             current: list[CallConversation] = []
-            events: list[CallEvent] = []
+            vanished: list[str] = []
             for conversation_id in sorted(ids):
                 try:
                     current.append(await self.client.get_call(conversation_id))
                 except NotFoundError:
-                    events.extend(self._tracker.forget(conversation_id))
+                    vanished.append(conversation_id)
                 except PlatformError as exc:
                     self.stats.resync_failures += 1
                     logger.warning("connector: cannot re-read %s: %s", conversation_id, exc)
-            events.extend(self._tracker.resync(current))
+            # The re-reads may be older than what the live stream fed meanwhile: the tracker
+            # drops what is stale, and nothing else feeds it until these events are stored.
+            async with self._feeding:
+                events: list[CallEvent] = []
+                for conversation_id in vanished:
+                    events.extend(self._tracker.forget(conversation_id))
+                events.extend(self._tracker.resync(current))
+                self.stats.resync_events += len(events)
+                if events:
+                    logger.info("connector: resync found %d missed event(s)", len(events))
+                await self._submit(events)
             if self.follow_presence:
                 await self._resync_presence()
-            self.stats.resync_events += len(events)
-            if events:
-                logger.info("connector: resync found %d missed event(s)", len(events))
-            await self._submit(events)
             await self._note_heard(force=True)
             return events
 

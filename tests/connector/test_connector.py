@@ -23,7 +23,7 @@ from crmphone.events import (
     RoutingStatusChanged,
 )
 from crmphone.sandbox import SandboxServer
-from crmphone.testing import TEST_CLIENT_ID, TEST_CLIENT_SECRET
+from crmphone.testing import TEST_CLIENT_ID, TEST_CLIENT_SECRET, fast_sandbox_config
 from crmphone.testing.connector import run_connector_until
 from crmphone.testing.disk import set_outbox_read_only
 from crmphone.testing.recording import RecordingAdapter
@@ -280,6 +280,56 @@ async def test_a_backlog_is_stored_in_a_few_commits_not_one_per_notification(
     await run_until(connector_config(sandbox, tmp_path), adapter, scenario)
     assert len(adapter.logs) == len(platform.agents)
     assert all(log.stage is LogStage.WRAPPED_UP for log in adapter.logs.values())
+
+
+async def test_a_live_wrapup_during_a_resync_is_stored_after_the_events_the_resync_found(
+    tmp_path: Path,
+) -> None:
+    """A call starts, is answered and hung up in a gap. The resync finds those events; while it
+    re-reads presence, the call's wrap-up arrives live. The wrap-up is stored after the resync's
+    events (not before them as an orphan, which the outbox would refuse), so the call is logged
+    to its wrap-up."""
+    adapter = RecordingAdapter()
+    async with SandboxServer(
+        fast_sandbox_config(wrapup_seconds=1.0), host="127.0.0.1", port=0
+    ) as sandbox:
+        platform = sandbox.sandbox
+        agent = platform.agents[0].id
+
+        async def scenario(connector: Connector, health: Any, _: Any) -> None:
+            entered, release = asyncio.Event(), asyncio.Event()
+            get_users = connector.client.get_users
+
+            async def slow_get_users(*args: Any, **kwargs: Any) -> Any:
+                entered.set()
+                await release.wait()
+                return await get_users(*args, **kwargs)
+
+            gap_started = platform.clock.wall()
+            platform.faults.silence()  # the gap: what happens now never reaches the connector
+            conversation_id = await platform.calls.place_inbound(
+                agent, auto=False, alerting_timeout=30.0
+            )
+            platform.calls.agent_answers(conversation_id)
+            platform.calls.agent_hangs_up(conversation_id)  # wrap-up ends in 1 s, live
+            platform.faults.unsilence()
+            connector.client.get_users = slow_get_users  # type: ignore[method-assign]
+            resync = asyncio.create_task(connector.resync(gap_started))
+            async with asyncio.timeout(5):
+                await entered.wait()
+                while not (
+                    connector.outbox.stats.anomalies
+                    or any(log.stage is LogStage.WRAPPED_UP for log in adapter.logs.values())
+                ):
+                    await asyncio.sleep(0.02)  # the live wrap-up is taken meanwhile
+            release.set()
+            assert await resync
+            await finished_logs(adapter, 1)
+            assert connector.outbox.stats.anomalies == 0
+
+        await run_until(connector_config(sandbox, tmp_path), adapter, scenario)
+    (log,) = adapter.logs.values()
+    assert log.stage is LogStage.WRAPPED_UP
 
 
 async def test_presence_and_routing_status_reach_the_adapter_and_gaps_are_caught_up(
