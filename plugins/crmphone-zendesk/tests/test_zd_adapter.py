@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -275,6 +276,36 @@ async def test_outages_and_refusals_map_to_crmphone_errors(
         await adapter.log_call(log)
     await adapter.log_call(log)
     assert len(emulator.model.tickets_by_external_id(log.key)) == 1
+
+
+def call_records_of(emulator: ZendeskEmulator, key: str) -> list[Any]:
+    return [c for c in emulator.model.calls.values() if c.fields.get("external_id") == key]
+
+
+async def test_a_call_record_attempt_without_an_answer_is_said_when_it_is_made_again(
+    make_adapter: AdapterFactory, emulator: ZendeskEmulator, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Zendesk makes the call record but its answer never arrives (here: too late). The next
+    attempt cannot look the record up (the API has no lookup), so it makes another one, and
+    the log says so; an attempt Zendesk refused (429) makes nothing and is retried silently."""
+    adapter = await make_adapter(timeout=0.5)
+    refused = call_logs(ONE_MATCH_NUMBER)[LogStage.CONNECTED]
+    emulator.model.faults.rate_limited(1, retry_after=1, route="calls.create")
+    with pytest.raises(CrmRetryableError, match="rate limit"):
+        await adapter.log_call(refused)
+    unanswered = call_logs(SHARED_NUMBER)[LogStage.CONNECTED]
+    emulator.model.faults.slow(1.5, route="calls.create")
+    with pytest.raises(CrmRetryableError, match="no answer"):
+        await adapter.log_call(unanswered)
+    with caplog.at_level(logging.WARNING, logger="crmphone_zendesk.adapter"):
+        await adapter.log_call(refused)
+        await adapter.log_call(unanswered)
+    warnings = [r.getMessage() for r in caplog.records if "earlier attempt" in r.getMessage()]
+    assert len(warnings) == 1
+    assert unanswered.conversation_id in warnings[0]
+    assert "two" in warnings[0]
+    assert len(call_records_of(emulator, refused.key)) == 1
+    assert len(call_records_of(emulator, unanswered.key)) == 2  # what the warning said
 
 
 async def test_outbound_calls_get_tickets_only_when_asked(

@@ -32,10 +32,10 @@ from zenpy.lib.exception import APIException
 from crmphone.adapters import Adapter, AdapterContext, CallerMatch, CallLog, CrmRecord, LogStage
 from crmphone.adapters.cache import LookupCache
 from crmphone.adapters.numbers import e164, search_digits
-from crmphone.errors import CrmRetryableError
+from crmphone.errors import CrmError, CrmRetryableError
 from crmphone.events import CallDirection
 
-from .client import ZendeskClient
+from .client import ZendeskClient, refused
 from .settings import TicketRule, ZendeskSettings
 
 __all__ = ["ZendeskAdapter"]
@@ -213,6 +213,17 @@ class ZendeskAdapter(Adapter):
         known = await self.context.memory.get(memory_key)
         if known is not None:
             return int(known)
+        # Call records have no idempotency key and no lookup: an attempt is noted before it is
+        # sent, so one that never came back (a killed process, no answer) is at least said.
+        attempt_key = f"call-attempt:{log.key}"
+        if await self.context.memory.get(attempt_key):
+            logger.warning(
+                "zendesk: an earlier attempt to make the call record of %s got no answer (the "
+                "process stopped or the request timed out); if Zendesk made that record, the call "
+                "now has two: the Talk Partner Edition API cannot look it up",
+                log.conversation_id,
+            )
+        await self.context.memory.set(attempt_key, "sent")
         fields: dict[str, Any] = {
             "app_id": self.settings.app_id,
             "from_line": log.ani or log.customer_number or "unknown",
@@ -229,11 +240,16 @@ class ZendeskAdapter(Adapter):
         record = log.record
         if record is not None and record.kind == "user" and record.id.isdigit():
             fields["end_user_id"] = int(record.id)
-        created = await self.context.run_sync(
-            self.client.call,
-            f"creating the call record of {log.conversation_id}",
-            lambda zd: zd.calls.create(fields),
-        )
+        try:
+            created = await self.context.run_sync(
+                self.client.call,
+                f"creating the call record of {log.conversation_id}",
+                lambda zd: zd.calls.create(fields),
+            )
+        except CrmError as exc:
+            if refused(exc):
+                await self.context.memory.set(attempt_key, "")  # nothing was made
+            raise
         call_id = int(created.id)
         await self.context.memory.set(memory_key, str(call_id))
         return call_id

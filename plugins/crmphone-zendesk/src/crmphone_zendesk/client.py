@@ -163,6 +163,16 @@ class ZendeskClient:
         self._http.close()
 
 
+def refused(error: BaseException) -> bool:
+    """Whether ``error`` (raised by :meth:`ZendeskClient.call`) is Zendesk's answer refusing the
+    request, or zenpy's refusal to send it: either way nothing was made. False when no answer
+    came (a timeout, a dropped connection): the request may have been carried out."""
+    cause = error.__cause__
+    if isinstance(cause, requests.HTTPError):
+        return cause.response is not None
+    return isinstance(cause, APIException | ZenpyException)
+
+
 def _describe(response: requests.Response) -> str:
     try:
         body = response.json()
