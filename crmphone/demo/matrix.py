@@ -696,7 +696,7 @@ def matrix_markdown(rows: Sequence[Mapping[str, Any]], *, measured: str, command
             "One duplicate the connector cannot rule out: Zendesk's Talk Partner Edition call "
             "records have neither an idempotency key nor a lookup. A SIGKILL that falls in the "
             "milliseconds between Zendesk making a call record and the outbox committing its id "
-            "leaves that call with two records: 2 times in 165 repetitions of the SIGKILL row. "
+            "leaves that call with two records: 3 times in 168 repetitions of the SIGKILL row. "
             "The next attempt then logs a WARNING naming the call (`an earlier attempt to make the "
             "call record of … got no answer`). Tickets (`Idempotency-Key`, then `external_id`), "
             "callers (a unique `external_id`) and everything in Salesforce (upserts by external "
