@@ -828,14 +828,10 @@ class _OutboxMemory:
     async def _store_held(self) -> None:
         try:
             while self._held:
-                await self._outbox.wait_writable()
                 values = dict(self._held)
-                try:
-                    await self._outbox._write(
-                        functools.partial(_remember_all, self._adapter, values)
-                    )
-                except StorageError:
-                    continue
+                await self._outbox._write_held(
+                    functools.partial(_remember_all, self._adapter, values)
+                )
                 for key, value in values.items():
                     if self._held.get(key) == value:  # not replaced while it was being stored
                         del self._held[key]

@@ -39,11 +39,7 @@ class EmulatorBackend(ConformanceBackend):
     def records(self, log_key: str) -> int:
         """Tickets of the call, plus any second call record (each must be one)."""
         tickets = self.emulator.model.tickets_by_external_id(log_key)
-        calls = [
-            call
-            for call in self.emulator.model.calls.values()
-            if call.fields.get("external_id") == log_key
-        ]
+        calls = self.emulator.model.calls_by_external_id(log_key)
         return len(tickets) + max(0, len(calls) - 1)
 
     def fail_next(self, kind: FailureKind, count: int = 1) -> float | None:
@@ -60,11 +56,7 @@ class EmulatorBackend(ConformanceBackend):
 
     def last_written(self, log_key: str) -> LogStage | None:
         """From the call record: ended → ENDED (WRAPPED_UP once a disposition is set)."""
-        calls = [
-            call
-            for call in self.emulator.model.calls.values()
-            if call.fields.get("external_id") == log_key
-        ]
+        calls = self.emulator.model.calls_by_external_id(log_key)
         if len(calls) != 1:
             return None
         fields = calls[0].fields
@@ -213,7 +205,7 @@ async def test_a_call_is_one_voice_ticket_and_one_completed_call_record(
     assert str(ticket.requester_id) == match.primary.id
     shown = [d for d in emulator.model.displays if d.kind == "ticket"]
     assert [(str(d.agent_id), d.target_id) for d in shown] == [(agent, ticket.id)]
-    calls = [c for c in emulator.model.calls.values() if c.fields.get("external_id") == key]
+    calls = emulator.model.calls_by_external_id(key)
     assert len(calls) == 1
     fields = calls[0].fields
     assert fields["duration"] == 42
@@ -278,10 +270,6 @@ async def test_outages_and_refusals_map_to_crmphone_errors(
     assert len(emulator.model.tickets_by_external_id(log.key)) == 1
 
 
-def call_records_of(emulator: ZendeskEmulator, key: str) -> list[Any]:
-    return [c for c in emulator.model.calls.values() if c.fields.get("external_id") == key]
-
-
 async def test_a_call_record_attempt_without_an_answer_is_said_when_it_is_made_again(
     make_adapter: AdapterFactory, emulator: ZendeskEmulator, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -304,8 +292,8 @@ async def test_a_call_record_attempt_without_an_answer_is_said_when_it_is_made_a
     assert len(warnings) == 1
     assert unanswered.conversation_id in warnings[0]
     assert "two" in warnings[0]
-    assert len(call_records_of(emulator, refused.key)) == 1
-    assert len(call_records_of(emulator, unanswered.key)) == 2  # what the warning said
+    assert len(emulator.model.calls_by_external_id(refused.key)) == 1
+    assert len(emulator.model.calls_by_external_id(unanswered.key)) == 2  # what the warning said
 
 
 async def test_outbound_calls_get_tickets_only_when_asked(
@@ -316,7 +304,7 @@ async def test_outbound_calls_get_tickets_only_when_asked(
     log = call_logs(NO_MATCH_NUMBER, direction=CallDirection.OUTBOUND)[LogStage.WRAPPED_UP]
     await adapter.log_call(log)
     assert emulator.model.tickets_by_external_id(log.key) == []
-    assert [c for c in emulator.model.calls.values() if c.fields.get("external_id") == log.key]
+    assert emulator.model.calls_by_external_id(log.key)
 
 
 @pytest.mark.parametrize(

@@ -554,6 +554,10 @@ class ZendeskModel:
         """Every ticket with this ``external_id`` (no lag: this is a list, not a search)."""
         return [t for t in self.tickets.values() if t.external_id == external_id]
 
+    def calls_by_external_id(self, external_id: str) -> list[Call]:
+        """Every call record with this ``external_id`` (one is right; more are duplicates)."""
+        return [c for c in self.calls.values() if c.fields.get("external_id") == external_id]
+
     def comments_of(self, ticket_id: int) -> list[Comment]:
         """The ticket's comments, oldest first."""
         return [c for c in self.comments if c.ticket_id == ticket_id]
